@@ -1,0 +1,111 @@
+# moat - spam-filtering and signing SMTP proxy and milter.
+#
+#   make            build moatd and moat (build/)
+#   make demo       install packages, build, relay mail through moatd (tests/demo.sh)
+#   make check      install packages, build under ASan+UBSan, run every test
+#   make fuzz       longer libFuzzer runs (FUZZ_SECONDS each)
+#   make install    install binaries, config and man pages under $(DESTDIR)$(PREFIX)
+#
+# Packages are Debian 12's; see DEMO_PKGS and CHECK_PKGS below.
+
+PREFIX    ?= /usr/local
+SYSCONFDIR ?= /etc
+CC        ?= cc
+PKGS      := libevent libevent_pthreads libconfuse
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
+BASECFLAGS := -std=c11 -D_GNU_SOURCE -DMOAT_VERSION='"$(VERSION)"' \
+	-DMOAT_SYSCONFDIR='"$(SYSCONFDIR)"' -Iutil -Iproxy -Ifilters $(PKG_CFLAGS)
+CFLAGS    ?= -O2 -g
+SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDLIBS    := $(PKG_LIBS) -lpthread
+
+# Debian packages. Runtime and build: what `make demo` needs.
+DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev postfix swaks
+# The test suite adds clang's libFuzzer, Python for the test servers,
+# redis and a man-page linter.
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 groff-base man-db procps util-linux iproute2
+
+LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c)
+B         := build
+LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/%.o)
+SAN_OBJS  := $(LIB_SRCS:%.c=$(B)/san/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/san/tests/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
+HOOK_SRCS := $(wildcard tests/hooks/*.c)
+
+.PHONY: all check demo fuzz install clean deps-demo deps-check build-check
+all: $(B)/moatd $(B)/moat
+
+$(B)/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BASECFLAGS) $(WARN) -c -o $@ $<
+$(B)/san/%.o: %.c $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(SAN) $(BASECFLAGS) $(WARN) -c -o $@ $<
+
+$(B)/libmoat.a: $(LIB_OBJS)
+	rm -f $@; ar rcs $@ $^
+$(B)/san/libmoat.a: $(SAN_OBJS)
+	rm -f $@; ar rcs $@ $^
+
+$(B)/moatd: $(B)/proxy/moatd.o $(B)/libmoat.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/moat: $(B)/cli/moat.o $(B)/libmoat.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# Sanitizer builds used by the test suite. moatd-hooktest is moatd with
+# the test filters of tests/hooks/ linked in (they register themselves).
+$(B)/san/moatd: $(B)/san/proxy/moatd.o $(B)/san/libmoat.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+$(B)/san/moat: $(B)/san/cli/moat.o $(B)/san/libmoat.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+$(B)/san/moatd-hooktest: $(B)/san/proxy/moatd.o $(HOOK_SRCS:%.c=$(B)/san/%.o) $(B)/san/libmoat.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+$(B)/san/tests/%: tests/unit/%.c $(B)/san/libmoat.a tests/unit/unit.h
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(SAN) $(BASECFLAGS) $(WARN) -Itests/unit -o $@ $< $(B)/san/libmoat.a $(LDLIBS)
+
+# libFuzzer targets: clang, each links the library sources it needs.
+FUZZ_CC := clang
+$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(BASECFLAGS) $(WARN) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+
+build-check: all $(B)/san/moatd $(B)/san/moat $(B)/san/moatd-hooktest $(UNIT_BINS) $(FUZZ_BINS)
+
+deps-demo:
+	@MOAT_PKGS="$(DEMO_PKGS)" sh tests/install-deps.sh
+deps-check:
+	@MOAT_PKGS="$(CHECK_PKGS)" sh tests/install-deps.sh
+
+demo: deps-demo
+	$(MAKE) all
+	sh tests/demo.sh
+
+check: deps-check
+	$(MAKE) build-check
+	sh tests/run.sh
+
+FUZZ_SECONDS ?= 300
+fuzz: $(FUZZ_BINS)
+	for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p $(B)/corpus/$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) $(B)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SYSCONFDIR)/moat \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(B)/moatd $(DESTDIR)$(PREFIX)/sbin/moatd
+	install -m 755 $(B)/moat $(DESTDIR)$(PREFIX)/bin/moat
+	test -e $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf || install -m 644 conf/moat.conf $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf
+	install -m 644 man/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 man/moat.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 man/moatd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,527 @@
+/*
+ * config.c - read moat.conf with libconfuse into a struct moat_config.
+ *
+ * Every option is declared once, in global_opts[] or listener_opts[]:
+ * name, type, offset into its struct, default, allowed range or values,
+ * and the text moat.conf(5) documents it with. libconfuse option arrays
+ * are built from these tables; range checks run as libconfuse validate
+ * callbacks, which know the file and line being read, so every error is
+ * reported as "file:line: what was expected" and reading goes on to find
+ * the next one. Syntax errors stop libconfuse at the first.
+ *
+ * Owns: the struct moat_config it returns (refcounted) and every string
+ * in it; the error list it fills (freed by moat_config_errors_free()).
+ */
+#include "config.h"
+
+#include <confuse.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+enum opt_type { OPT_INT, OPT_STR, OPT_BOOL };
+
+struct opt_def {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	long def_int;		/* OPT_INT, OPT_BOOL */
+	const char *def_str;	/* OPT_STR; NULL = no default */
+	long min, max;		/* OPT_INT */
+	const char *const *choices;	/* OPT_STR: allowed values, or NULL */
+	const char *doc;
+};
+
+static const char *const role_choices[] = {"inbound", "submission", NULL};
+static const char *const facility_choices[] = {
+	"mail", "daemon", "user", "local0", "local1", "local2", "local3",
+	"local4", "local5", "local6", "local7", NULL};
+
+#define G(field) offsetof(struct moat_config, field)
+#define L(field) offsetof(struct moat_listener_conf, field)
+#define DAY 86400L
+
+static const struct opt_def global_opts[] = {
+	{"hostname", OPT_STR, G(hostname), 0, "", 0, 0, NULL,
+	 "Name used in the greeting, the EHLO reply and Received: headers. Empty: the system's host name."},
+	{"max_connections", OPT_INT, G(max_connections), 1000, NULL, 1, 1000000, NULL,
+	 "Client sessions at once, in total; further clients get 421 4.7.0."},
+	{"max_connections_per_client", OPT_INT, G(max_connections_per_client), 50, NULL, 0, 1000000, NULL,
+	 "Client sessions at once from one address; 0 means no limit."},
+	{"max_command_line", OPT_INT, G(max_command_line), 512, NULL, 512, 65536, NULL,
+	 "Longest command line in octets, CRLF included (RFC 5321: 512); longer gets 500 5.5.2."},
+	{"max_text_line", OPT_INT, G(max_text_line), 1000, NULL, 1000, 1000000, NULL,
+	 "Longest message line in octets, CRLF included (RFC 5321: 1000); a message with a longer line gets 552 5.3.4."},
+	{"message_size_limit", OPT_INT, G(message_size_limit), 10240000, NULL, 1024, 2147483647L, NULL,
+	 "Largest message in octets, advertised with SIZE; larger gets 552 5.3.4."},
+	{"max_recipients", OPT_INT, G(max_recipients), 1000, NULL, 1, 100000, NULL,
+	 "Recipients per message; further RCPT commands get 452 4.5.3."},
+	{"max_errors", OPT_INT, G(max_errors), 10, NULL, 1, 1000, NULL,
+	 "Error replies (4xx/5xx) in one session before moat answers 421 and disconnects."},
+	{"max_commands", OPT_INT, G(max_commands), 10000, NULL, 10, 10000000, NULL,
+	 "Commands in one session before moat answers 421 and disconnects."},
+	{"client_timeout", OPT_INT, G(client_timeout), 300, NULL, 1, DAY, NULL,
+	 "Seconds to wait for the client's next command (RFC 5321: at least 300)."},
+	{"data_timeout", OPT_INT, G(data_timeout), 300, NULL, 1, DAY, NULL,
+	 "Seconds to wait for more message data during DATA."},
+	{"upstream_connect_timeout", OPT_INT, G(upstream_connect_timeout), 30, NULL, 1, 3600, NULL,
+	 "Seconds to wait for the upstream's TCP connection and greeting."},
+	{"upstream_timeout", OPT_INT, G(upstream_timeout), 120, NULL, 1, 3600, NULL,
+	 "Seconds to wait for the upstream's reply to a command."},
+	{"upstream_data_timeout", OPT_INT, G(upstream_data_timeout), 300, NULL, 1, 540, NULL,
+	 "Seconds to wait for the upstream's reply after the message; kept below the client's 10-minute final-reply timeout."},
+	{"upstream_probe_interval", OPT_INT, G(upstream_probe_interval), 300, NULL, 10, DAY, NULL,
+	 "Seconds between reads of the upstream's EHLO capabilities (also read at start and on reload)."},
+	{"shutdown_timeout", OPT_INT, G(shutdown_timeout), 30, NULL, 0, 3600, NULL,
+	 "On SIGTERM, seconds given to transactions in flight before 421 4.3.2."},
+	{"hook_timeout", OPT_INT, G(hook_timeout), 30, NULL, 1, 3600, NULL,
+	 "Seconds one SMTP stage waits for its filter hooks; then the session goes on as if they had no opinion, and logs it."},
+	{"message_memory_limit", OPT_INT, G(message_memory_limit), 262144, NULL, 0, 1073741824L, NULL,
+	 "Octets of a message held in memory; the rest goes to a file in spool_directory until the upstream has it."},
+	{"spool_directory", OPT_STR, G(spool_directory), 0, "/var/spool/moat", 0, 0, NULL,
+	 "Directory for messages larger than message_memory_limit (unlinked files, never left behind)."},
+	{"syslog_facility", OPT_STR, G(syslog_facility), 0, "mail", 0, 0, facility_choices,
+	 "Syslog facility of the daemon's log."},
+	{"pid_file", OPT_STR, G(pid_file), 0, "/run/moatd.pid", 0, 0, NULL,
+	 "File the daemon writes its process id to when it runs in the background; empty for none."},
+};
+
+static const struct opt_def listener_opts[] = {
+	{"listen", OPT_STR, L(listen), 0, NULL, 0, 0, NULL,
+	 "Address and port to accept SMTP on: \"192.0.2.1:25\", \"[2001:db8::1]:25\", \"*:25\". Required."},
+	{"role", OPT_STR, L(role), 0, "inbound", 0, 0, role_choices,
+	 "\"inbound\" (mail from the internet) or \"submission\" (mail from your users); filters and signing use it."},
+	{"upstream", OPT_STR, L(upstream), 0, NULL, 0, 0, NULL,
+	 "Address and port of the MTA that receives the relayed mail (it must speak SMTP, not LMTP). Required."},
+	{"xclient", OPT_BOOL, L(xclient), 1, NULL, 0, 0, NULL,
+	 "Tell the upstream the real client's address, name and HELO with XCLIENT; without it the upstream sees moat's own address."},
+	{"proxy_address_untrusted", OPT_BOOL, L(proxy_address_untrusted), 0, NULL, 0, 0, NULL,
+	 "Required with xclient = no: states that the upstream does not trust moat's address (not in Postfix's mynetworks), which would otherwise make it an open relay."},
+};
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Per-load state reached from libconfuse callbacks. libconfuse calls
+ * them without a user pointer, so the state is found through a
+ * thread-local (loads happen on one thread, one at a time per thread). */
+struct load_state {
+	struct moat_config_errors *errs;
+	const char *override;	/* "-o" argument being applied, or NULL */
+};
+static _Thread_local struct load_state *cur_load;
+
+static void add_error(struct moat_config_errors *errs, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void add_error(struct moat_config_errors *errs, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	char **n = realloc(errs->msg, (errs->n + 1) * sizeof(*n));
+	if (!n)
+		return;
+	errs->msg = n;
+	errs->msg[errs->n] = strdup(buf);
+	if (errs->msg[errs->n])
+		errs->n++;
+}
+
+/* Where an error is: "file:line" while reading, "-o name=value" after. */
+static void where(cfg_t *cfg, char *buf, size_t len)
+{
+	if (cur_load && cur_load->override)
+		snprintf(buf, len, "-o %s", cur_load->override);
+	else
+		snprintf(buf, len, "%s:%d", cfg && cfg->filename ? cfg->filename : "?",
+			 cfg ? cfg->line : 0);
+}
+
+static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	char msg[768], loc[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	where(cfg, loc, sizeof(loc));
+	if (cur_load)
+		add_error(cur_load->errs, "%s: %s", loc, msg);
+}
+
+static const struct opt_def *find_def(const struct opt_def *defs, size_t n,
+				      const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(defs[i].name, name) == 0)
+			return &defs[i];
+	return NULL;
+}
+
+/* Checks one value against its declaration; writes the problem into why. */
+static int check_value(const struct opt_def *d, cfg_opt_t *opt, char *why, size_t len)
+{
+	if (d->type == OPT_INT) {
+		long v = cfg_opt_getnint(opt, 0);
+		if (v < d->min || v > d->max) {
+			snprintf(why, len, "%s: expected an integer from %ld to %ld, got %ld",
+				 d->name, d->min, d->max, v);
+			return -1;
+		}
+	} else if (d->type == OPT_STR && d->choices) {
+		const char *v = cfg_opt_getnstr(opt, 0);
+		for (size_t i = 0; d->choices[i]; i++)
+			if (v && strcmp(v, d->choices[i]) == 0)
+				return 0;
+		size_t off = (size_t)snprintf(why, len, "%s: expected one of", d->name);
+		for (size_t i = 0; d->choices[i] && off < len; i++)
+			off += (size_t)snprintf(why + off, len - off, "%s \"%s\"", i ? "," : "",
+						d->choices[i]);
+		if (off < len)
+			snprintf(why + off, len - off, "; got \"%s\"", v ? v : "");
+		return -1;
+	}
+	return 0;
+}
+
+static int validate(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const struct opt_def *d;
+	char why[512], loc[512];
+
+	if (strcmp(cfg->name, "listener") == 0)
+		d = find_def(listener_opts, NELEM(listener_opts), opt->name);
+	else
+		d = find_def(global_opts, NELEM(global_opts), opt->name);
+	if (!d || check_value(d, opt, why, sizeof(why)) == 0)
+		return 0;
+	where(cfg, loc, sizeof(loc));
+	if (cur_load)
+		add_error(cur_load->errs, "%s: %s", loc, why);
+	return 0;	/* keep reading: every error gets reported */
+}
+
+static void build_opts(cfg_opt_t *out, const struct opt_def *defs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct opt_def *d = &defs[i];
+		switch (d->type) {
+		case OPT_INT:
+			out[i] = (cfg_opt_t)__CFG_INT(d->name, d->def_int, CFGF_NONE, 0, 0);
+			break;
+		case OPT_BOOL:
+			out[i] = (cfg_opt_t)__CFG_BOOL(d->name, d->def_int ? cfg_true : cfg_false,
+						       CFGF_NONE, 0, 0);
+			break;
+		case OPT_STR:
+			out[i] = (cfg_opt_t)__CFG_STR(d->name, d->def_str,
+						      d->def_str ? CFGF_NONE : CFGF_NODEFAULT, 0, 0);
+			break;
+		}
+		out[i].validcb = validate;
+	}
+}
+
+static int copy_opts(void *base, cfg_t *cfg, const struct opt_def *defs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct opt_def *d = &defs[i];
+		char *p = (char *)base + d->offset;
+		switch (d->type) {
+		case OPT_INT:
+			*(long *)(void *)p = cfg_getint(cfg, d->name);
+			break;
+		case OPT_BOOL:
+			*(int *)(void *)p = cfg_getbool(cfg, d->name) ? 1 : 0;
+			break;
+		case OPT_STR: {
+			const char *s = cfg_size(cfg, d->name) ? cfg_getstr(cfg, d->name) : NULL;
+			*(char **)(void *)p = s ? strdup(s) : NULL;
+			if (s && !*(char **)(void *)p)
+				return -1;
+			break;
+		}
+		}
+	}
+	return 0;
+}
+
+static void free_strs(void *base, const struct opt_def *defs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (defs[i].type == OPT_STR)
+			free(*(char **)(void *)((char *)base + defs[i].offset));
+}
+
+const char *moat_config_default_path(void)
+{
+	return MOAT_SYSCONFDIR "/moat/moat.conf";
+}
+
+/* Applies one "-o name=value". */
+static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors *errs)
+{
+	char name[256];
+	const char *eq = strchr(arg, '=');
+	cfg_t *sec = cfg;
+	const char *optname;
+
+	if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(name)) {
+		add_error(errs, "-o %s: expected name=value", arg);
+		return -1;
+	}
+	memcpy(name, arg, (size_t)(eq - arg));
+	name[eq - arg] = '\0';
+	optname = name;
+	if (strncmp(name, "listener.", 9) == 0) {
+		char *title = name + 9;
+		char *dot = strrchr(title, '.');
+		if (!dot) {
+			add_error(errs, "-o %s: expected listener.NAME.option=value", arg);
+			return -1;
+		}
+		*dot = '\0';
+		sec = cfg_gettsec(cfg, "listener", title);
+		if (!sec) {
+			add_error(errs, "-o %s: no listener \"%s\" in the configuration", arg, title);
+			return -1;
+		}
+		optname = dot + 1;
+	}
+	cfg_opt_t *opt = cfg_getopt(sec, optname);
+	if (!opt || opt->type == CFGT_SEC || opt->type == CFGT_FUNC) {
+		/* cfg_getopt() reported it through errfunc already when absent */
+		if (opt)
+			add_error(errs, "-o %s: \"%s\" is not an option", arg, optname);
+		return -1;
+	}
+	size_t before = errs->n;
+	if (!cfg_setopt(sec, opt, eq + 1)) {
+		if (errs->n == before)
+			add_error(errs, "-o %s: invalid value for %s", arg, optname);
+		return -1;
+	}
+	validate(sec, opt);
+	return errs->n == before ? 0 : -1;
+}
+
+/* Checks what one option alone cannot: required options, addresses,
+ * the XCLIENT safety rule, duplicate listen addresses. */
+static void check_config(struct moat_config *c, struct moat_config_errors *errs)
+{
+	char why[256];
+
+	c->facility = moat_log_facility(c->syslog_facility);
+	if (c->nlisteners == 0)
+		add_error(errs, "%s: expected at least one listener section", c->path);
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct moat_listener_conf *l = &c->listeners[i];
+		l->role_id = l->role && strcmp(l->role, "submission") == 0
+				     ? MOAT_ROLE_SUBMISSION : MOAT_ROLE_INBOUND;
+		if (!l->listen)
+			add_error(errs, "%s:%d: listener %s: expected listen = \"address:port\"",
+				  c->path, l->line, l->name);
+		else if (moat_addr_parse(l->listen, &l->listen_addr, why, sizeof(why)) < 0)
+			add_error(errs, "%s:%d: listener %s: listen: %s", c->path, l->line, l->name, why);
+		if (!l->upstream)
+			add_error(errs, "%s:%d: listener %s: expected upstream = \"address:port\"",
+				  c->path, l->line, l->name);
+		else if (moat_addr_parse(l->upstream, &l->upstream_addr, why, sizeof(why)) < 0)
+			add_error(errs, "%s:%d: listener %s: upstream: %s", c->path, l->line, l->name, why);
+		if (!l->xclient && !l->proxy_address_untrusted)
+			add_error(errs, "%s:%d: listener %s: xclient = no needs proxy_address_untrusted = yes: "
+				  "without XCLIENT the upstream sees every client as moat's address; "
+				  "make sure that address is not trusted (Postfix mynetworks), then say so",
+				  c->path, l->line, l->name);
+		for (size_t j = 0; j < i; j++)
+			if (l->listen && c->listeners[j].listen &&
+			    strcmp(l->listen, c->listeners[j].listen) == 0)
+				add_error(errs, "%s:%d: listener %s: listen address %s already used by listener %s",
+					  c->path, l->line, l->name, l->listen, c->listeners[j].name);
+	}
+	if (c->spool_directory && c->spool_directory[0] != '/')
+		add_error(errs, "%s: spool_directory: expected an absolute path, got \"%s\"",
+			  c->path, c->spool_directory);
+}
+
+int moat_config_load(const char *path, char *const *overrides, size_t noverrides,
+		     struct moat_config **out, struct moat_config_errors *errs)
+{
+	cfg_opt_t gopts[NELEM(global_opts) + 3];
+	cfg_opt_t lopts[NELEM(listener_opts) + 1];
+	struct load_state st = {errs, NULL};
+	struct moat_config *c = NULL;
+	cfg_t *cfg;
+	int rc;
+
+	memset(errs, 0, sizeof(*errs));
+	*out = NULL;
+	if (!path)
+		path = moat_config_default_path();
+
+	build_opts(lopts, listener_opts, NELEM(listener_opts));
+	lopts[NELEM(listener_opts)] = (cfg_opt_t)CFG_END();
+	build_opts(gopts, global_opts, NELEM(global_opts));
+	gopts[NELEM(global_opts)] = (cfg_opt_t)CFG_SEC("listener", lopts,
+			CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
+	gopts[NELEM(global_opts) + 1] = (cfg_opt_t)CFG_FUNC("include", cfg_include);
+	gopts[NELEM(global_opts) + 2] = (cfg_opt_t)CFG_END();
+
+	cur_load = &st;
+	cfg = cfg_init(gopts, CFGF_NONE);
+	if (!cfg) {
+		add_error(errs, "%s: out of memory", path);
+		cur_load = NULL;
+		return -1;
+	}
+	cfg_set_error_function(cfg, errfunc);
+	rc = cfg_parse(cfg, path);
+	if (rc == CFG_FILE_ERROR) {
+		add_error(errs, "%s: cannot read: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (rc != CFG_SUCCESS) {
+		if (errs->n == 0)
+			add_error(errs, "%s: syntax error", path);
+		goto fail;
+	}
+	for (size_t i = 0; i < noverrides; i++) {
+		st.override = overrides[i];
+		apply_override(cfg, overrides[i], errs);
+		st.override = NULL;
+	}
+
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(path)))
+		goto oom;
+	c->refs = 1;
+	if (copy_opts(c, cfg, global_opts, NELEM(global_opts)) < 0)
+		goto oom;
+	if (!c->hostname || !c->hostname[0]) {
+		char host[256] = "localhost";
+		gethostname(host, sizeof(host) - 1);
+		free(c->hostname);
+		if (!(c->hostname = strdup(host)))
+			goto oom;
+	}
+	c->nlisteners = cfg_size(cfg, "listener");
+	if (c->nlisteners && !(c->listeners = calloc(c->nlisteners, sizeof(*c->listeners))))
+		goto oom;
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		cfg_t *sec = cfg_getnsec(cfg, "listener", (unsigned)i);
+		c->listeners[i].line = sec->line;
+		if (!(c->listeners[i].name = strdup(cfg_title(sec))) ||
+		    copy_opts(&c->listeners[i], sec, listener_opts, NELEM(listener_opts)) < 0)
+			goto oom;
+	}
+	check_config(c, errs);
+	if (errs->n)
+		goto fail;
+	cfg_free(cfg);
+	cur_load = NULL;
+	*out = c;
+	return 0;
+oom:
+	add_error(errs, "%s: out of memory", path);
+fail:
+	if (c) {
+		c->refs = 1;
+		moat_config_unref(c);
+	}
+	cfg_free(cfg);
+	cur_load = NULL;
+	return -1;
+}
+
+void moat_config_errors_free(struct moat_config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		free(errs->msg[i]);
+	free(errs->msg);
+	errs->msg = NULL;
+	errs->n = 0;
+}
+
+struct moat_config *moat_config_ref(struct moat_config *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_SEQ_CST);
+	return c;
+}
+
+void moat_config_unref(struct moat_config *c)
+{
+	if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_SEQ_CST) > 0)
+		return;
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		free(c->listeners[i].name);
+		free_strs(&c->listeners[i], listener_opts, NELEM(listener_opts));
+	}
+	free(c->listeners);
+	free_strs(c, global_opts, NELEM(global_opts));
+	free(c->path);
+	free(c);
+}
+
+static void print_one(FILE *out, const char *indent, const struct opt_def *d,
+		      const void *base, int docs)
+{
+	const char *p = (const char *)base + d->offset;
+	if (docs)
+		fprintf(out, "%s# %s\n", indent, d->doc);
+	switch (d->type) {
+	case OPT_INT:
+		fprintf(out, "%s%s = %ld\n", indent, d->name, *(const long *)(const void *)p);
+		break;
+	case OPT_BOOL:
+		fprintf(out, "%s%s = %s\n", indent, d->name, *(const int *)(const void *)p ? "yes" : "no");
+		break;
+	case OPT_STR: {
+		const char *s = *(char *const *)(const void *)p;
+		fprintf(out, "%s%s = \"%s\"\n", indent, d->name, s ? s : "");
+		break;
+	}
+	}
+}
+
+void moat_config_print(const struct moat_config *c, FILE *out, int docs)
+{
+	for (size_t i = 0; i < NELEM(global_opts); i++)
+		print_one(out, "", &global_opts[i], c, docs);
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		fprintf(out, "\nlistener %s {\n", c->listeners[i].name);
+		for (size_t j = 0; j < NELEM(listener_opts); j++)
+			print_one(out, "    ", &listener_opts[j], &c->listeners[i], docs);
+		fprintf(out, "}\n");
+	}
+}
+
+static const char *type_name(const struct opt_def *d)
+{
+	return d->type == OPT_INT ? "integer" : d->type == OPT_BOOL ? "boolean" : "string";
+}
+
+void moat_config_each_option(void (*fn)(void *arg, const char *section,
+					const char *name, const char *type,
+					const char *def, const char *doc),
+			     void *arg)
+{
+	char def[64];
+	for (int s = 0; s < 2; s++) {
+		const struct opt_def *defs = s ? listener_opts : global_opts;
+		size_t n = s ? NELEM(listener_opts) : NELEM(global_opts);
+		for (size_t i = 0; i < n; i++) {
+			const struct opt_def *d = &defs[i];
+			if (d->type == OPT_INT)
+				snprintf(def, sizeof(def), "%ld", d->def_int);
+			else if (d->type == OPT_BOOL)
+				snprintf(def, sizeof(def), "%s", d->def_int ? "yes" : "no");
+			else
+				snprintf(def, sizeof(def), "%s", d->def_str ? d->def_str : "(none)");
+			fn(arg, s ? "listener" : "", d->name, type_name(d), def, d->doc);
+		}
+	}
+}
