@@ -37,7 +37,8 @@ enum smtp_verb {
 
 /* One parsed command line. verb is looked up case-insensitively in a
  * table; arg points into the caller's line just past the verb and its
- * separating spaces (never NULL; "" when there is none). */
+ * separating spaces (never NULL; "" when there is none); trailing spaces
+ * are not counted in arg_len. */
 struct smtp_cmd {
 	enum smtp_verb verb;
 	const char *name;	/* canonical upper-case verb, or NULL */
@@ -50,7 +51,8 @@ struct smtp_cmd {
  * contains NUL, CR or LF or other control characters (a 500 5.5.2 case). */
 int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out);
 
-/* Canonical name of a verb ("MAIL"), for logs. */
+/* Canonical name of a verb ("MAIL"), for logs; "UNKNOWN" for
+ * SMTP_VERB_UNKNOWN or an out-of-range value. */
 const char *smtp_verb_name(enum smtp_verb verb);
 
 #define SMTP_PATH_MAX_PARAMS 16
@@ -74,6 +76,7 @@ enum smtp_path_error {
 	SMTP_PATH_EADDR = -2,	/* bad address inside <...>: 501 5.1.7/5.1.3 */
 	SMTP_PATH_EPARAM = -3,	/* malformed or too many parameters: 555 5.5.4 */
 	SMTP_PATH_ELONG = -4,	/* path longer than SMTP_PATH_MAX_LEN: 501 5.5.4 */
+	SMTP_PATH_ENOMEM = -5,	/* out of memory: 451 4.3.0 */
 };
 
 /* Parses the argument of MAIL ("FROM:<a@b> SIZE=10 BODY=8BITMIME") when

@@ -29,6 +29,7 @@ struct smtp_reply {
 struct smtp_reply_parser {
 	struct smtp_reply cur;	/* reply being assembled */
 	size_t cap;		/* allocated size of cur.text */
+	int done_;		/* private: cur is complete, not yet taken */
 };
 
 void smtp_reply_parser_init(struct smtp_reply_parser *p);
@@ -37,10 +38,14 @@ void smtp_reply_parser_free(struct smtp_reply_parser *p);
 /* Feeds one line (without its CRLF). Returns 0 when more lines are
  * needed, 1 when the reply is complete (take it with
  * smtp_reply_parser_take), -1 on a protocol error (bad or inconsistent
- * code, too many or too long lines); after -1 the parser is reset. */
+ * code, too many or too long lines) or when out of memory; after -1 the
+ * parser is reset. Feeding a line while a completed reply has not been
+ * taken discards that reply. */
 int smtp_reply_feed(struct smtp_reply_parser *p, const char *line, size_t len);
 
-/* Moves the completed reply into *out (caller owns it now) and resets. */
+/* Moves the completed reply into *out (caller owns it now) and resets.
+ * out->text is NUL terminated (not counted in text_len); it is NULL only
+ * if no line was fed. */
 void smtp_reply_parser_take(struct smtp_reply_parser *p, struct smtp_reply *out);
 
 void smtp_reply_clear(struct smtp_reply *r);

@@ -225,6 +225,7 @@ class Upstream:
       caps_seq       optional list of caps lists; connection i uses
                      caps_seq[min(i, len-1)] (i counts every connection,
                      the probe included)
+      caps_after_xclient  caps for EHLO after a successful XCLIENT
       replies        {stage: "451 4.3.0 text"} reply instead of the default.
                      stages: greeting ehlo helo xclient mail rcpt data eod rset noop quit
                      A value may be a multi-line string ("250-a\\r\\n250 b").
@@ -233,6 +234,7 @@ class Upstream:
       hang_at        set of stages: never reply (until the client closes)
       close_mid_data N: close the connection after N bytes of DATA content
       delay          seconds to sleep before every reply
+      eod_delay      extra seconds to sleep before the end-of-data reply
       hostname       name in the greeting
       queue_prefix   queue id prefix ("queued as PREFIXn")
       fault_from     faults apply only to connections with index >= this
@@ -242,12 +244,14 @@ class Upstream:
         self.port = port or free_port()
         self.caps = list(DEFAULT_CAPS if caps is None else caps)
         self.caps_seq = None
+        self.caps_after_xclient = None
         self.replies = {}
         self.rcpt_replies = {}
         self.close_at = set()
         self.hang_at = set()
         self.close_mid_data = None
         self.delay = 0.0
+        self.eod_delay = 0.0
         self.hostname = "upstream.test"
         self.queue_prefix = "QID"
         self.fault_from = 0
@@ -362,12 +366,14 @@ class Upstream:
             caps = self.caps_seq[min(idx, len(self.caps_seq) - 1)]
         return dict(
             caps=list(caps),
+            caps_after_xclient=self.caps_after_xclient,
             replies=dict(self.replies) if faults else {},
             rcpt_replies=dict(self.rcpt_replies) if faults else {},
             close_at=set(self.close_at) if faults else set(),
             hang_at=set(self.hang_at) if faults else set(),
             close_mid_data=self.close_mid_data if faults else None,
             delay=self.delay,
+            eod_delay=self.eod_delay,
         )
 
     def _serve(self, c, sess, idx):
@@ -438,6 +444,8 @@ class Upstream:
                 verb = line.split(b" ", 1)[0].upper()
                 if verb == b"EHLO":
                     caps = cfg["caps"]
+                    if xcl is not None and cfg["caps_after_xclient"] is not None:
+                        caps = cfg["caps_after_xclient"]
                     lines = [self.hostname] + caps
                     text = "\r\n".join(
                         "250%s%s" % ("-" if i < len(lines) - 1 else " ", l)
@@ -509,6 +517,8 @@ class Upstream:
                     msg.accepted = None
                     with self.lock:
                         sess.messages.append(msg)
+                    if cfg["eod_delay"]:
+                        time.sleep(cfg["eod_delay"])
                     msg.accepted = respond("eod", "250 2.0.0 Ok: queued as %s" % qid)
                     mail = None
                     rcpts = []

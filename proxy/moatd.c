@@ -1,0 +1,218 @@
+/*
+ * moatd.c - the moat daemon: command line, configuration, signals, and
+ * the event loop.
+ *
+ * SYNOPSIS
+ *	moatd [-f] [-t] [-c file] [-o name=value]...
+ *
+ * Reads the configuration (and exits 1 with "file:line: ..." for each
+ * error), binds every listener, then runs in the background (or in the
+ * foreground with -f, logging to stderr) until SIGTERM. SIGHUP re-reads
+ * the configuration; a bad one is reported and the running one stays.
+ * Owns the struct server and the event base.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "worker.h"
+
+#define MAX_OVERRIDES 256
+#define WORKER_THREADS 2
+
+static struct {
+	const char *path;
+	char *overrides[MAX_OVERRIDES];
+	size_t noverrides;
+	int foreground;
+	struct server srv;
+	struct event_base *base;
+} g;
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: moatd [-f] [-t] [-c file] [-o name=value]...\n"
+		"  -c file        configuration file (default %s)\n"
+		"  -f             stay in the foreground, log to stderr\n"
+		"  -t             check the configuration and exit\n"
+		"  -o name=value  override an option (listener.NAME.option=value)\n"
+		"  -V             print the version\n", moat_config_default_path());
+	exit(2);
+}
+
+static void report_errors(struct moat_config_errors *errs, int to_log)
+{
+	for (size_t i = 0; i < errs->n; i++) {
+		if (to_log)
+			moat_log(LOG_ERR, "%s", errs->msg[i]);
+		else
+			fprintf(stderr, "%s\n", errs->msg[i]);
+	}
+}
+
+static void schedule_probe(void);
+
+static void reload(void)
+{
+	struct moat_config *c;
+	struct moat_config_errors errs;
+	char err[512];
+
+	moat_log(LOG_INFO, "SIGHUP: reloading %s", g.path ? g.path : moat_config_default_path());
+	if (moat_config_load(g.path, g.overrides, g.noverrides, &c, &errs) < 0) {
+		report_errors(&errs, 1);
+		moat_log(LOG_ERR, "reload failed: %zu error(s); the running configuration stays",
+			 errs.n);
+		moat_config_errors_free(&errs);
+		return;
+	}
+	if (server_apply_config(&g.srv, c, err, sizeof(err)) < 0) {
+		moat_log(LOG_ERR, "reload failed: %s; the running configuration stays", err);
+		moat_config_unref(c);
+		return;
+	}
+	moat_config_unref(c);	/* the server holds its own reference */
+	if (!g.foreground)
+		moat_log_open("moatd", 0, g.srv.conf->facility);
+	moat_log(LOG_INFO, "reloaded: %zu listener(s)", g.srv.nlisteners);
+	server_probe_all(&g.srv);
+	schedule_probe();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP)
+		reload();
+	else
+		server_stop(&g.srv);
+}
+
+static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	server_probe_all(&g.srv);
+	schedule_probe();
+}
+
+static void schedule_probe(void)
+{
+	struct timeval tv = {g.srv.conf->upstream_probe_interval, 0};
+	if (!g.srv.probe_timer)
+		g.srv.probe_timer = evtimer_new(g.base, on_probe_timer, NULL);
+	if (g.srv.probe_timer)
+		evtimer_add(g.srv.probe_timer, &tv);
+}
+
+static void write_pid_file(const char *path)
+{
+	FILE *f;
+	if (!path || !*path)
+		return;
+	f = fopen(path, "w");
+	if (!f) {
+		moat_log(LOG_WARNING, "cannot write pid_file %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(f, "%ld\n", (long)getpid());
+	fclose(f);
+}
+
+int main(int argc, char **argv)
+{
+	struct moat_config *c;
+	struct moat_config_errors errs;
+	char err[512];
+	int check = 0, opt;
+	struct event *sigs[3];
+	const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+
+	while ((opt = getopt(argc, argv, "c:fto:Vh")) != -1) {
+		switch (opt) {
+		case 'c': g.path = optarg; break;
+		case 'f': g.foreground = 1; break;
+		case 't': check = 1; break;
+		case 'o':
+			if (g.noverrides == MAX_OVERRIDES) {
+				fprintf(stderr, "moatd: too many -o options\n");
+				return 2;
+			}
+			g.overrides[g.noverrides++] = optarg;
+			break;
+		case 'V': printf("moatd %s\n", MOAT_VERSION); return 0;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	if (moat_config_load(g.path, g.overrides, g.noverrides, &c, &errs) < 0) {
+		report_errors(&errs, 0);
+		moat_config_errors_free(&errs);
+		return 1;
+	}
+	if (check) {
+		moat_config_unref(c);
+		return 0;
+	}
+	moat_log_open("moatd", g.foreground, c->facility);
+	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
+	g.base = event_base_new();
+	if (!g.base) {
+		fprintf(stderr, "moatd: cannot create the event loop\n");
+		return 1;
+	}
+	g.srv.base = g.base;
+	if (server_apply_config(&g.srv, c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "moatd: %s\n", err);
+		moat_log(LOG_ERR, "%s", err);
+		moat_config_unref(c);
+		return 1;
+	}
+	moat_config_unref(c);
+	if (!g.foreground) {
+		if (daemon(0, 0) < 0) {
+			fprintf(stderr, "moatd: cannot run in the background: %s\n", strerror(errno));
+			return 1;
+		}
+		event_reinit(g.base);
+		write_pid_file(g.srv.conf->pid_file);
+	}
+	g.srv.workers = moat_worker_pool_new(g.base, WORKER_THREADS);
+	if (!g.srv.workers) {
+		moat_log(LOG_ERR, "cannot start worker threads");
+		return 1;
+	}
+	for (int i = 0; i < 3; i++) {
+		sigs[i] = evsignal_new(g.base, signums[i], on_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	moat_log(LOG_INFO, "moatd %s started: %zu listener(s), config %s", MOAT_VERSION,
+		 g.srv.nlisteners, g.srv.conf->path);
+	server_probe_all(&g.srv);
+	schedule_probe();
+
+	event_base_dispatch(g.base);
+
+	moat_log(LOG_INFO, "moatd stopped");
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	if (!g.foreground && g.srv.conf->pid_file && *g.srv.conf->pid_file)
+		unlink(g.srv.conf->pid_file);
+	server_free(&g.srv);
+	/* The base stays allocated: upstream connections still saying QUIT
+	 * hang off it, and the process ends here anyway. */
+	return 0;
+}

@@ -1,0 +1,289 @@
+/*
+ * server.c - listeners, connection limits, reload and shutdown of the
+ * proxy daemon.
+ *
+ * Owns the listener objects (with their libevent listeners) and the
+ * reference to the current configuration. Each accepted connection
+ * becomes a session (smtp_session.c) after the connection limits are
+ * checked; a reload keeps the sockets of listeners whose address did not
+ * change and what their upstream is known to offer.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session.h"
+#include "worker.h"
+
+static const struct moat_listener_conf *find_lconf(const struct moat_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nlisteners; i++)
+		if (strcmp(c->listeners[i].name, name) == 0)
+			return &c->listeners[i];
+	return NULL;
+}
+
+struct listener *server_find_listener(struct server *srv, const char *name)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		if (strcmp(srv->listeners[i]->name, name) == 0)
+			return srv->listeners[i];
+	return NULL;
+}
+
+void server_learn_caps(struct server *srv, const char *listener, const struct smtp_caps *caps)
+{
+	struct listener *l = server_find_listener(srv, listener);
+	if (!l)
+		return;
+	if (l->up.known && memcmp(&l->up.caps, caps, sizeof(*caps)) != 0) {
+		char a[256], b[256];
+		moat_log(LOG_NOTICE, "listener=%s: upstream capabilities changed: %s -> %s",
+			 listener, smtp_caps_format(&l->up.caps, a, sizeof(a)),
+			 smtp_caps_format(caps, b, sizeof(b)));
+	}
+	l->up.known = 1;
+	l->up.caps = *caps;
+}
+
+static size_t sessions_from(struct server *srv, const char *addr)
+{
+	size_t n = 0;
+	for (struct session *s = srv->sessions; s; s = session_next(s))
+		if (strcmp(session_client_addr(s), addr) == 0)
+			n++;
+	return n;
+}
+
+static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct server *srv = l->srv;
+	const struct moat_config *c = srv->conf;
+	const struct moat_listener_conf *lc = find_lconf(c, l->name);
+	char addr[64];
+
+	(void)evl;
+	if (srv->stopping || !lc) {
+		evutil_closesocket(fd);
+		return;
+	}
+	srv->n_accepted++;
+	moat_addr_host(sa, addr, sizeof(addr));
+	if ((long)srv->nsessions >= c->max_connections) {
+		moat_log(LOG_WARNING, "listener=%s client=%s: refused: max_connections (%ld) reached",
+			 l->name, addr, c->max_connections);
+		srv->n_refused++;
+		session_refuse(srv, fd, "Error: too many connections, try again later");
+		return;
+	}
+	if (c->max_connections_per_client > 0 &&
+	    (long)sessions_from(srv, addr) >= c->max_connections_per_client) {
+		moat_log(LOG_WARNING, "listener=%s client=%s: refused: max_connections_per_client (%ld) reached",
+			 l->name, addr, c->max_connections_per_client);
+		srv->n_refused++;
+		session_refuse(srv, fd, "Error: too many connections from your address");
+		return;
+	}
+	session_new(srv, lc, fd, sa, (socklen_t)salen);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener *l = arg;
+	(void)fd;
+	(void)what;
+	if (l->evl)
+		evconnlistener_enable(l->evl);
+}
+
+static void accept_error_cb(struct evconnlistener *evl, void *arg)
+{
+	struct listener *l = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {1, 0};
+	moat_log(LOG_ERR, "listener=%s: accept: %s; pausing for a second", l->name,
+		 evutil_socket_error_to_string(err));
+	evconnlistener_disable(evl);
+	evtimer_add(l->retry, &tv);
+}
+
+static void listener_free(struct listener *l)
+{
+	if (!l)
+		return;
+	if (l->evl)
+		evconnlistener_free(l->evl);
+	if (l->retry)
+		event_free(l->retry);
+	free(l->name);
+	free(l);
+}
+
+static struct listener *listener_new(struct server *srv, const struct moat_listener_conf *lc)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->srv = srv;
+	l->name = strdup(lc->name);
+	l->addr = lc->listen_addr;
+	l->upstream = lc->upstream_addr;
+	l->retry = evtimer_new(srv->base, retry_cb, l);
+	if (!l->name || !l->retry) {
+		listener_free(l);
+		return NULL;
+	}
+	return l;
+}
+
+int server_apply_config(struct server *srv, struct moat_config *conf, char *err, size_t errlen)
+{
+	size_t n = conf->nlisteners;
+	struct listener **nl = calloc(n ? n : 1, sizeof(*nl));
+	struct listener **reuse = calloc(n ? n : 1, sizeof(*reuse));
+	char a[128];
+
+	if (!nl || !reuse) {
+		snprintf(err, errlen, "out of memory");
+		free(nl);
+		free(reuse);
+		return -1;
+	}
+	/* Pass 1: create every new listener, binding only new addresses. */
+	for (size_t i = 0; i < n; i++) {
+		const struct moat_listener_conf *lc = &conf->listeners[i];
+		for (size_t j = 0; j < srv->nlisteners; j++) {
+			struct listener *old = srv->listeners[j];
+			if (old->evl && moat_addr_equal(&old->addr, &lc->listen_addr))
+				reuse[i] = old;
+		}
+		nl[i] = listener_new(srv, lc);
+		if (!nl[i]) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if (reuse[i])
+			continue;
+		nl[i]->evl = evconnlistener_new_bind(srv->base, accept_cb, nl[i],
+						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+						     LEV_OPT_CLOSE_ON_EXEC, 511,
+						     (struct sockaddr *)&lc->listen_addr.ss,
+						     (int)lc->listen_addr.len);
+		if (!nl[i]->evl) {
+			snprintf(err, errlen, "listener %s: cannot listen on %s: %s", lc->name,
+				 moat_addr_format((struct sockaddr *)&lc->listen_addr.ss, a, sizeof(a)),
+				 strerror(errno));
+			goto fail;
+		}
+		evconnlistener_set_error_cb(nl[i]->evl, accept_error_cb);
+	}
+	/* Pass 2: commit. Move reused sockets, keep known upstream caps. */
+	for (size_t i = 0; i < n; i++) {
+		if (reuse[i]) {
+			nl[i]->evl = reuse[i]->evl;
+			reuse[i]->evl = NULL;
+			evconnlistener_set_cb(nl[i]->evl, accept_cb, nl[i]);
+			evconnlistener_set_error_cb(nl[i]->evl, accept_error_cb);
+		}
+		for (size_t j = 0; j < srv->nlisteners; j++) {
+			struct listener *old = srv->listeners[j];
+			if (strcmp(old->name, nl[i]->name) == 0 &&
+			    moat_addr_equal(&old->upstream, &nl[i]->upstream))
+				nl[i]->up = old->up;
+		}
+		moat_log(LOG_INFO, "listener=%s: %s on %s, upstream %s", nl[i]->name,
+			 reuse[i] ? "kept" : "listening", conf->listeners[i].listen,
+			 conf->listeners[i].upstream);
+	}
+	for (size_t j = 0; j < srv->nlisteners; j++)
+		listener_free(srv->listeners[j]);
+	free(srv->listeners);
+	free(reuse);
+	srv->listeners = nl;
+	srv->nlisteners = n;
+	if (srv->conf)
+		moat_config_unref(srv->conf);
+	srv->conf = moat_config_ref(conf);
+	return 0;
+fail:
+	for (size_t i = 0; i < n; i++)
+		listener_free(nl[i]);
+	free(nl);
+	free(reuse);
+	return -1;
+}
+
+static void shutdown_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	(void)fd;
+	(void)what;
+	if (srv->nsessions)
+		moat_log(LOG_NOTICE, "shutdown_timeout reached: closing %zu sessions", srv->nsessions);
+	struct session *s = srv->sessions;
+	while (s) {
+		struct session *next = session_next(s);
+		session_shutdown(s, 1);
+		s = next;
+	}
+}
+
+void server_stop(struct server *srv)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = 1;
+	moat_log(LOG_INFO, "stopping: %zu sessions open", srv->nsessions);
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		if (srv->listeners[i]->evl) {
+			evconnlistener_free(srv->listeners[i]->evl);
+			srv->listeners[i]->evl = NULL;
+		}
+	if (srv->probe_timer)
+		evtimer_del(srv->probe_timer);
+	struct session *s = srv->sessions;
+	while (s) {
+		struct session *next = session_next(s);
+		session_shutdown(s, 0);
+		s = next;
+	}
+	if (srv->nsessions == 0) {
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	struct timeval tv = {srv->conf->shutdown_timeout, 0};
+	srv->shutdown_timer = evtimer_new(srv->base, shutdown_timer_cb, srv);
+	if (srv->shutdown_timer)
+		evtimer_add(srv->shutdown_timer, &tv);
+}
+
+void server_session_gone(struct server *srv, struct session *s)
+{
+	(void)s;
+	if (srv->stopping && srv->nsessions == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+void server_free(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		listener_free(srv->listeners[i]);
+	free(srv->listeners);
+	srv->listeners = NULL;
+	srv->nlisteners = 0;
+	if (srv->shutdown_timer)
+		event_free(srv->shutdown_timer);
+	if (srv->probe_timer)
+		event_free(srv->probe_timer);
+	moat_worker_pool_free(srv->workers);
+	moat_config_unref(srv->conf);
+	srv->conf = NULL;
+}

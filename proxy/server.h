@@ -1,0 +1,77 @@
+/*
+ * server.h - the proxy daemon's state: listeners, sessions, the current
+ * configuration, what each upstream offers, and the counters.
+ *
+ * One struct server per process, owned by moatd.c. It owns its
+ * listeners and the list of live sessions (each session frees itself and
+ * unlinks through server_session_gone()).
+ */
+#ifndef MOAT_SERVER_H
+#define MOAT_SERVER_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "smtp_reply.h"
+
+struct event_base;
+struct evconnlistener;
+struct moat_worker_pool;
+struct session;
+
+/* What one listener's upstream offers, learned by probing and by every
+ * upstream connection. Kept across reloads while the upstream address
+ * stays the same. */
+struct upstream_caps_state {
+	int known;
+	struct smtp_caps caps;
+};
+
+struct listener {
+	char *name;
+	struct moat_addr addr;
+	struct moat_addr upstream;
+	struct evconnlistener *evl;
+	struct upstream_caps_state up;
+	struct server *srv;
+	struct event *retry;	/* re-enables accept after EMFILE and the like */
+};
+
+struct server {
+	struct event_base *base;
+	struct moat_config *conf;	/* current; sessions hold their own ref */
+	struct moat_worker_pool *workers;
+	struct listener **listeners;
+	size_t nlisteners;
+	struct session *sessions;	/* doubly linked through session */
+	size_t nsessions;
+	int stopping;
+	struct event *shutdown_timer;
+	struct event *probe_timer;
+	unsigned long long n_accepted, n_refused, n_messages;
+};
+
+/* Opens the listeners of conf (taking a reference). With an existing
+ * set (a reload), listeners whose address is unchanged keep their
+ * socket. Returns 0, or -1 with a reason in err (old set untouched). */
+int server_apply_config(struct server *srv, struct moat_config *conf,
+			char *err, size_t errlen);
+
+/* SIGTERM: stop accepting, close idle sessions, let transactions finish
+ * up to shutdown_timeout. The loop exits when the last session is gone. */
+void server_stop(struct server *srv);
+void server_free(struct server *srv);
+
+struct listener *server_find_listener(struct server *srv, const char *name);
+/* Records what an upstream offered (from a probe or a session). */
+void server_learn_caps(struct server *srv, const char *listener,
+		       const struct smtp_caps *caps);
+
+/* Starts a capability probe of every listener's upstream
+ * (upstream_probe.c). */
+void server_probe_all(struct server *srv);
+
+/* Sessions report their end here. */
+void server_session_gone(struct server *srv, struct session *s);
+
+#endif

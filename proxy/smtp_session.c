@@ -1,0 +1,1172 @@
+/*
+ * smtp_session.c - the client side of the proxy: one SMTP session from
+ * greeting to QUIT.
+ *
+ * moat greets, answers HELO/EHLO and DATA's 354 itself; it opens the
+ * upstream connection at the first MAIL, relays MAIL and RCPT and gives
+ * the client the upstream's replies; it reads the whole message into a
+ * msg_spool (the smuggling-safe decoder of smtp_data.c decides where it
+ * ends) and relays it only then, so the client's final reply is always
+ * the upstream's. Filter hooks run at each stage (filters/hook.h).
+ *
+ * States are explicit (enum state). Commands are dispatched through
+ * commands[], each with the states it is valid in. Every continuation
+ * (an upstream reply, a hook's answer) goes back through a deferred
+ * resume event, so no callback re-enters the command loop.
+ *
+ * Owns: the client bufferevent, the upstream, the spool, the
+ * transaction's strings, a config reference.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "hook.h"
+#include "log.h"
+#include "msg_spool.h"
+#include "server.h"
+#include "smtp_cmd.h"
+#include "smtp_data.h"
+#include "smtp_reply.h"
+#include "upstream.h"
+
+enum state {
+	S_GREETING,	/* connect hooks running */
+	S_CMD,		/* reading commands */
+	S_WAIT,		/* a command waits for the upstream or a hook */
+	S_DATA,		/* reading the message */
+	S_CLOSING,	/* flushing the last reply */
+};
+
+#define OUT_PAUSE (64 * 1024)	/* stop reading commands above this */
+#define IN_HIGH (64 * 1024)
+
+struct session {
+	struct server *srv;
+	struct moat_config *conf;
+	const struct moat_listener_conf *lconf;
+	struct session *next, *prev;
+	char id[16];
+	char client_addr[64];
+	int client_port;
+	struct bufferevent *bev;
+	struct event *resume_ev;
+	enum state state;
+	int esmtp;
+	char *helo;
+	struct smtp_caps adv;		/* what EHLO advertised */
+	int discarding;			/* inside an over-long command line */
+	long nerrors, ncommands;
+	int drain;			/* shutdown: end after this transaction */
+	/* transaction */
+	int in_tx;
+	char *mail_from;
+	char *upstream_line;		/* MAIL/RCPT line to send */
+	char *rcpt_pending;		/* RCPT address being decided */
+	char **rcpts;
+	size_t nrcpts, rcpt_cap;
+	struct msg_spool *spool;
+	struct smtp_data_decoder dec;
+	int spool_errno;		/* a spool write failed */
+	int too_big;
+	struct timespec tx_start;
+	/* services */
+	struct upstream *up;
+	void (*after_open)(struct session *);
+	struct moat_hook_run *hook_run;
+	enum moat_stage hook_stage;
+	void (*hook_cont)(struct session *, const struct moat_hook_reply *);
+	struct moat_msgctx ctx;
+};
+
+static void session_free(struct session *s);
+static void process(struct session *s);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void make_id(char *buf, size_t len)
+{
+	unsigned char r[6];
+	static unsigned counter;
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		unsigned long t = (unsigned long)time(NULL) ^ (++counter * 2654435761u);
+		memcpy(r, &t, sizeof(r) < sizeof(t) ? sizeof(r) : sizeof(t));
+	}
+	snprintf(buf, len, "%02X%02X%02X%02X%02X%02X", r[0], r[1], r[2], r[3], r[4], r[5]);
+}
+
+static void set_read_timeout(struct session *s, long sec)
+{
+	struct timeval rt = {sec, 0}, wt = {s->conf->client_timeout, 0};
+	bufferevent_set_timeouts(s->bev, sec > 0 ? &rt : NULL, &wt);
+}
+
+static void resume_later(struct session *s)
+{
+	event_active(s->resume_ev, EV_TIMEOUT, 0);
+}
+
+static void close_after_flush(struct session *s)
+{
+	s->state = S_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);
+	/* else write_cb frees it once the reply is out */
+}
+
+/* Sends one reply line. Codes >= 400 count as errors (max_errors). */
+static void reply(struct session *s, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void reply(struct session *s, int code, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "%d %s\r\n", code, text);
+	if (code >= 400)
+		s->nerrors++;
+}
+
+/* Relays the upstream's reply as it came (the parser sanitised it). A
+ * 421 becomes 451: the upstream connection is gone, not the session. */
+static void relay_reply(struct session *s, const struct smtp_reply *r)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (r->code == 421) {
+		size_t n;
+		const char *t = smtp_reply_last_text(r, &n);
+		evbuffer_add_printf(out, "451 %s%.*s\r\n", r->enhanced[0] ? "" : "4.4.2 ",
+				    (int)n, t);
+		/* keep the enhanced code the upstream gave, if any */
+	} else {
+		evbuffer_add(out, r->text, r->text_len);
+	}
+	if (r->code >= 400)
+		s->nerrors++;
+}
+
+static void str_set(char **dst, const char *src)
+{
+	free(*dst);
+	*dst = src ? strdup(src) : NULL;
+}
+
+static void tx_reset(struct session *s)
+{
+	s->in_tx = 0;
+	str_set(&s->mail_from, NULL);
+	str_set(&s->upstream_line, NULL);
+	str_set(&s->rcpt_pending, NULL);
+	for (size_t i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	s->nrcpts = 0;
+	msg_spool_free(s->spool);
+	s->spool = NULL;
+	s->spool_errno = 0;
+	s->too_big = 0;
+}
+
+static void update_ctx(struct session *s)
+{
+	s->ctx.helo = s->helo;
+	s->ctx.mail_from = s->mail_from;
+	s->ctx.rcpt = s->rcpt_pending;
+	s->ctx.rcpts = (const char *const *)s->rcpts;
+	s->ctx.nrcpts = s->nrcpts;
+	s->ctx.message = s->spool;
+}
+
+static void drop_upstream(struct session *s)
+{
+	upstream_close(s->up);
+	s->up = NULL;
+}
+
+/* After a command finished asynchronously: back to reading commands. */
+static void command_done(struct session *s)
+{
+	if (s->state == S_CLOSING)
+		return;
+	s->state = S_CMD;
+	set_read_timeout(s, s->conf->client_timeout);
+	resume_later(s);
+}
+
+/* ---- the per-message log line --------------------------------------- */
+
+static void log_quoted(char *out, size_t len, const char *in, size_t inlen)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < inlen && o + 2 < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		if (c == '\r' || c == '\n')
+			break;
+		out[o++] = (c == '"' || c < 0x20 || c == 0x7f) ? '\'' : (char)c;
+	}
+	out[o] = '\0';
+}
+
+static void queue_id(const char *text, size_t len, char *out, size_t outlen)
+{
+	const char *p = memmem(text, len, "queued as ", 10);
+	size_t o = 0;
+	if (p) {
+		p += 10;
+		while (p < text + len && o + 1 < outlen &&
+		       ((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= 'a' && *p <= 'z')))
+			out[o++] = *p++;
+	}
+	out[o] = '\0';
+	if (!o)
+		snprintf(out, outlen, "-");
+}
+
+/* result: accepted, rejected, tempfailed, failed. */
+static void log_message(struct session *s, int code, const char *text, size_t textlen)
+{
+	char rcpts[2048], rtext[512], qid[64];
+	size_t off = 0;
+	struct timespec now;
+	const char *result = code / 100 == 2 ? "accepted" : code / 100 == 5 ? "rejected"
+			     : "tempfailed";
+
+	rcpts[0] = '\0';
+	for (size_t i = 0; i < s->nrcpts && off + 4 < sizeof(rcpts); i++)
+		off += (size_t)snprintf(rcpts + off, sizeof(rcpts) - off, "%s<%s>",
+					i ? "," : "", s->rcpts[i]);
+	log_quoted(rtext, sizeof(rtext), text, textlen);
+	queue_id(text, textlen, qid, sizeof(qid));
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double t = (double)(now.tv_sec - s->tx_start.tv_sec) +
+		   (double)(now.tv_nsec - s->tx_start.tv_nsec) / 1e9;
+	moat_log(LOG_INFO, "msg session=%s listener=%s client=%s helo=%s from=<%s> rcpts=%s "
+		 "nrcpt=%zu size=%zu result=%s status=%d reply=\"%s\" queue_id=%s time=%.3f",
+		 s->id, s->lconf->name, s->client_addr, s->helo ? s->helo : "-",
+		 s->mail_from ? s->mail_from : "", rcpts[0] ? rcpts : "-", s->nrcpts,
+		 s->spool ? msg_spool_size(s->spool) : 0, result, code, rtext, qid, t);
+	s->srv->n_messages++;
+}
+
+/* Ends a transaction with a reply of moat's own, logging it. */
+static void end_message(struct session *s, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void end_message(struct session *s, int code, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	reply(s, code, "%s", text);
+	char full[600];
+	int n = snprintf(full, sizeof(full), "%d %s", code, text);
+	log_message(s, code, full, n > 0 ? (size_t)n : 0);
+	tx_reset(s);
+}
+
+/* ---- upstream connection -------------------------------------------- */
+
+static unsigned must_match =
+	SMTP_EXT_8BITMIME | SMTP_EXT_SMTPUTF8 | SMTP_EXT_DSN | SMTP_EXT_ENHANCEDSTATUSCODES;
+
+static void on_upstream_open(void *arg, enum upstream_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	void (*next)(struct session *) = s->after_open;
+
+	s->after_open = NULL;
+	if (st == UPSTREAM_EXCLIENT) {
+		moat_log(LOG_ERR, "session=%s listener=%s: xclient = yes but the upstream %s %s XCLIENT; "
+			 "mail is tempfailed until it does (Postfix: smtpd_authorized_xclient_hosts)",
+			 s->id, s->lconf->name, s->lconf->upstream,
+			 r && r->code != 250 ? "refused" : "does not offer");
+		drop_upstream(s);
+		reply(s, 451, "4.3.5 Service temporarily unavailable (upstream configuration)");
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
+	if (st != UPSTREAM_OK) {
+		moat_log(LOG_WARNING, "session=%s listener=%s: upstream %s: %s%s%d",
+			 s->id, s->lconf->name, s->lconf->upstream, upstream_status_text(st),
+			 r ? ", reply " : "", r ? r->code : 0);
+		drop_upstream(s);
+		reply(s, 451, "4.4.1 Upstream mail server unavailable, try again later");
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
+	const struct smtp_caps *c = upstream_caps(s->up);
+	server_learn_caps(s->srv, s->lconf->name, c);
+	unsigned missing = s->adv.ext & must_match & ~c->ext;
+	if (missing || (c->size && c->size < s->adv.size)) {
+		char buf[256];
+		moat_log(LOG_WARNING, "session=%s listener=%s: the upstream's capabilities changed "
+			 "since EHLO was answered (now: %s); tempfailing this transaction",
+			 s->id, s->lconf->name, smtp_caps_format(c, buf, sizeof(buf)));
+		drop_upstream(s);
+		reply(s, 451, "4.3.0 Upstream capabilities changed, try again");
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
+	next(s);
+}
+
+/* Runs next(s) with a ready upstream, opening one if needed. */
+static void with_upstream(struct session *s, void (*next)(struct session *))
+{
+	if (upstream_ready(s->up)) {
+		next(s);
+		return;
+	}
+	drop_upstream(s);
+	struct upstream_params p = {
+		.addr = s->lconf->upstream_addr,
+		.ehlo_name = s->conf->hostname,
+		.connect_timeout = s->conf->upstream_connect_timeout,
+		.timeout = s->conf->upstream_timeout,
+		.data_timeout = s->conf->upstream_data_timeout,
+		.xclient = s->lconf->xclient,
+		.client_addr = s->client_addr,
+		.client_port = s->client_port,
+		.client_name = "[UNAVAILABLE]",
+		.client_helo = s->helo,
+		.client_esmtp = s->esmtp,
+	};
+	s->up = upstream_new(s->srv->base, &p);
+	if (!s->up) {
+		reply(s, 451, "4.3.0 Out of memory");
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
+	s->after_open = next;
+	upstream_open(s->up, on_upstream_open, s);
+}
+
+/* ---- hooks ---------------------------------------------------------- */
+
+typedef void (*hook_cont_fn)(struct session *, const struct moat_hook_reply *);
+
+static void hook_outcome(struct session *s, const struct moat_hook_reply *r)
+{
+	if (r->timed_out)
+		moat_log(LOG_WARNING, "session=%s: hook %s did not answer at stage %s within %lds; "
+			 "going on without its opinion", s->id, r->hook,
+			 moat_stage_name(s->hook_stage), s->conf->hook_timeout);
+	else if (r->code)
+		moat_log(LOG_INFO, "session=%s: hook %s at stage %s: %d %s", s->id, r->hook,
+			 moat_stage_name(s->hook_stage), r->code, r->text);
+}
+
+static void on_hooks_done(void *arg, const struct moat_hook_reply *r)
+{
+	struct session *s = arg;
+	s->hook_run = NULL;
+	hook_outcome(s, r);
+	s->hook_cont(s, r);
+}
+
+/* Asks the stage's hooks, then calls cont(s, reply): at once when they
+ * answer at once, else later from the loop. reply->code 0 = go on. */
+static void run_hooks(struct session *s, enum moat_stage stage, hook_cont_fn cont)
+{
+	struct moat_hook_reply r;
+	update_ctx(s);
+	s->hook_stage = stage;
+	s->hook_cont = cont;
+	if (moat_hook_run_start(stage, &s->ctx, s->conf->hook_timeout, on_hooks_done, s,
+				&s->hook_run, &r)) {
+		hook_outcome(s, &r);
+		cont(s, &r);
+		return;
+	}
+	s->state = S_WAIT;
+	set_read_timeout(s, 0);
+}
+
+/* ---- commands ------------------------------------------------------- */
+
+static int valid_helo(const char *arg, size_t len)
+{
+	if (len == 0 || len > 255)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)arg[i] <= ' ')
+			return 0;
+	return 1;
+}
+
+static void advertise(struct session *s)
+{
+	struct listener *l = server_find_listener(s->srv, s->lconf->name);
+	memset(&s->adv, 0, sizeof(s->adv));
+	s->adv.ext = SMTP_EXT_PIPELINING | SMTP_EXT_SIZE;
+	s->adv.size = (unsigned long)s->conf->message_size_limit;
+	if (l && l->up.known) {
+		s->adv.ext |= l->up.caps.ext & must_match;
+		if (l->up.caps.size && l->up.caps.size < s->adv.size)
+			s->adv.size = l->up.caps.size;
+	}
+}
+
+static void helo_continue(struct session *s, const struct moat_hook_reply *r)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	if (r->code) {
+		str_set(&s->helo, NULL);
+		reply(s, r->code, "%s", r->text);
+		command_done(s);
+		return;
+	}
+	if (!s->esmtp) {
+		reply(s, 250, "%s", s->conf->hostname);
+		command_done(s);
+		return;
+	}
+	advertise(s);
+	evbuffer_add_printf(out, "250-%s\r\n250-PIPELINING\r\n250-SIZE %lu\r\n",
+			    s->conf->hostname, s->adv.size);
+	if (s->adv.ext & SMTP_EXT_8BITMIME)
+		evbuffer_add_printf(out, "250-8BITMIME\r\n");
+	if (s->adv.ext & SMTP_EXT_SMTPUTF8)
+		evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
+	if (s->adv.ext & SMTP_EXT_DSN)
+		evbuffer_add_printf(out, "250-DSN\r\n");
+	if (s->adv.ext & SMTP_EXT_ENHANCEDSTATUSCODES)
+		evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n");
+	evbuffer_add_printf(out, "250 HELP\r\n");
+	command_done(s);
+}
+
+static void cmd_helo(struct session *s, const struct smtp_cmd *c)
+{
+	if (!valid_helo(c->arg, c->arg_len)) {
+		reply(s, 501, "5.5.4 Syntax: %s hostname", c->name);
+		return;
+	}
+	if (s->in_tx) {		/* HELO resets the transaction (RFC 5321 4.1.4) */
+		tx_reset(s);
+		drop_upstream(s);
+	}
+	free(s->helo);
+	s->helo = strndup(c->arg, c->arg_len);
+	s->esmtp = c->verb == SMTP_VERB_EHLO;
+	run_hooks(s, MOAT_STAGE_HELO, helo_continue);
+}
+
+/* Checks the ESMTP parameters of MAIL or RCPT against what was
+ * advertised and appends the ones to pass on to line. Returns 0, or -1
+ * after replying. */
+static int check_params(struct session *s, const struct smtp_path *p, int is_mail,
+			char *line, size_t len)
+{
+	size_t off = strlen(line);
+	for (size_t i = 0; i < p->nparams; i++) {
+		const char *k = p->params[i].keyword, *v = p->params[i].value;
+		unsigned need = 0;
+		int ok = 0;
+		if (!s->esmtp) {
+			reply(s, 555, "5.5.4 Parameters need EHLO");
+			return -1;
+		}
+		if (is_mail && strcmp(k, "SIZE") == 0) {
+			char *end;
+			unsigned long n = v ? strtoul(v, &end, 10) : 0;
+			if (!v || !*v || *end) {
+				reply(s, 501, "5.5.4 Bad SIZE parameter");
+				return -1;
+			}
+			if (n > s->adv.size) {
+				reply(s, 552, "5.3.4 Message size exceeds fixed limit");
+				return -1;
+			}
+			need = SMTP_EXT_SIZE, ok = 1;
+		} else if (is_mail && strcmp(k, "BODY") == 0) {
+			need = SMTP_EXT_8BITMIME;
+			ok = v && (strcasecmp(v, "7BIT") == 0 || strcasecmp(v, "8BITMIME") == 0);
+		} else if (is_mail && strcmp(k, "SMTPUTF8") == 0) {
+			need = SMTP_EXT_SMTPUTF8, ok = v == NULL;
+		} else if (is_mail && strcmp(k, "RET") == 0) {
+			need = SMTP_EXT_DSN;
+			ok = v && (strcasecmp(v, "FULL") == 0 || strcasecmp(v, "HDRS") == 0);
+		} else if (is_mail && strcmp(k, "ENVID") == 0) {
+			need = SMTP_EXT_DSN, ok = v && *v;
+		} else if (!is_mail && (strcmp(k, "NOTIFY") == 0 || strcmp(k, "ORCPT") == 0)) {
+			need = SMTP_EXT_DSN, ok = v && *v;
+		}
+		if (!ok || !(s->adv.ext & need)) {
+			reply(s, 555, "5.5.4 Unsupported option: %s", k);
+			return -1;
+		}
+		/* SIZE is ours to enforce; pass it on only if offered. */
+		if (need == SMTP_EXT_SIZE && !(s->adv.ext & SMTP_EXT_SIZE))
+			continue;
+		int n = snprintf(line + off, len - off, " %s%s%s", k, v ? "=" : "", v ? v : "");
+		if (n < 0 || (size_t)n >= len - off) {
+			reply(s, 501, "5.5.4 Too many parameters");
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static void on_mail_reply(void *arg, enum upstream_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	if (st != UPSTREAM_OK) {
+		moat_log(LOG_WARNING, "session=%s: upstream %s at MAIL: %s", s->id,
+			 s->lconf->upstream, upstream_status_text(st));
+		drop_upstream(s);
+		reply(s, 451, "4.4.1 Upstream mail server unavailable, try again later");
+		tx_reset(s);
+	} else {
+		relay_reply(s, r);
+		if (r->code / 100 == 2) {
+			s->in_tx = 1;
+		} else {
+			tx_reset(s);
+			if (!upstream_ready(s->up))
+				drop_upstream(s);
+		}
+	}
+	command_done(s);
+}
+
+static void mail_send(struct session *s)
+{
+	upstream_command(s->up, s->upstream_line, on_mail_reply, s);
+}
+
+static void mail_continue(struct session *s, const struct moat_hook_reply *r)
+{
+	if (r->code) {
+		reply(s, r->code, "%s", r->text);
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
+	s->state = S_WAIT;
+	set_read_timeout(s, 0);
+	with_upstream(s, mail_send);
+}
+
+static void cmd_mail(struct session *s, const struct smtp_cmd *c)
+{
+	struct smtp_path p;
+	char line[1200];
+	int rc;
+
+	if (!s->helo) {
+		reply(s, 503, "5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->in_tx) {
+		reply(s, 503, "5.5.1 Error: nested MAIL command");
+		return;
+	}
+	rc = smtp_path_parse(c->arg, c->arg_len, 1, &p);
+	if (rc == SMTP_PATH_EADDR) {
+		reply(s, 501, "5.1.7 Bad sender address syntax");
+		return;
+	}
+	if (rc == SMTP_PATH_EPARAM) {
+		reply(s, 555, "5.5.4 Bad MAIL parameter syntax");
+		return;
+	}
+	if (rc != SMTP_PATH_OK) {
+		reply(s, 501, "5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	snprintf(line, sizeof(line), "MAIL FROM:<%s>", p.addr);
+	if (check_params(s, &p, 1, line, sizeof(line)) < 0) {
+		smtp_path_free(&p);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &s->tx_start);
+	str_set(&s->mail_from, p.addr);
+	str_set(&s->upstream_line, line);
+	smtp_path_free(&p);
+	run_hooks(s, MOAT_STAGE_MAIL, mail_continue);
+}
+
+static void on_rcpt_reply(void *arg, enum upstream_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	if (st != UPSTREAM_OK) {
+		moat_log(LOG_WARNING, "session=%s: upstream %s at RCPT: %s", s->id,
+			 s->lconf->upstream, upstream_status_text(st));
+		drop_upstream(s);
+		reply(s, 451, "4.4.2 Upstream connection lost, try again later");
+		tx_reset(s);
+	} else {
+		relay_reply(s, r);
+		if (r->code / 100 == 2) {
+			if (s->nrcpts == s->rcpt_cap) {
+				size_t cap = s->rcpt_cap ? s->rcpt_cap * 2 : 8;
+				char **n = realloc(s->rcpts, cap * sizeof(*n));
+				if (n) {
+					s->rcpts = n;
+					s->rcpt_cap = cap;
+				}
+			}
+			if (s->nrcpts < s->rcpt_cap) {
+				s->rcpts[s->nrcpts++] = s->rcpt_pending;
+				s->rcpt_pending = NULL;
+			}
+		}
+		if (!upstream_ready(s->up)) {	/* 421: the upstream left */
+			drop_upstream(s);
+			tx_reset(s);
+		}
+	}
+	str_set(&s->rcpt_pending, NULL);
+	command_done(s);
+}
+
+static void rcpt_continue(struct session *s, const struct moat_hook_reply *r)
+{
+	if (r->code) {
+		reply(s, r->code, "%s", r->text);
+		str_set(&s->rcpt_pending, NULL);
+		command_done(s);
+		return;
+	}
+	if (!upstream_ready(s->up)) {
+		drop_upstream(s);
+		reply(s, 451, "4.4.2 Upstream connection lost, try again later");
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
+	s->state = S_WAIT;
+	set_read_timeout(s, 0);
+	upstream_command(s->up, s->upstream_line, on_rcpt_reply, s);
+}
+
+static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
+{
+	struct smtp_path p;
+	char line[1200];
+	int rc;
+
+	if (!s->in_tx) {
+		reply(s, 503, "5.5.1 Error: need MAIL command");
+		return;
+	}
+	if ((long)s->nrcpts >= s->conf->max_recipients) {
+		reply(s, 452, "4.5.3 Error: too many recipients");
+		return;
+	}
+	rc = smtp_path_parse(c->arg, c->arg_len, 0, &p);
+	if (rc == SMTP_PATH_EADDR) {
+		reply(s, 501, "5.1.3 Bad recipient address syntax");
+		return;
+	}
+	if (rc == SMTP_PATH_EPARAM) {
+		reply(s, 555, "5.5.4 Bad RCPT parameter syntax");
+		return;
+	}
+	if (rc != SMTP_PATH_OK || p.addr[0] == '\0') {
+		if (rc == SMTP_PATH_OK)
+			smtp_path_free(&p);
+		reply(s, 501, "5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	snprintf(line, sizeof(line), "RCPT TO:<%s>", p.addr);
+	if (check_params(s, &p, 0, line, sizeof(line)) < 0) {
+		smtp_path_free(&p);
+		return;
+	}
+	str_set(&s->rcpt_pending, p.addr);
+	str_set(&s->upstream_line, line);
+	smtp_path_free(&p);
+	run_hooks(s, MOAT_STAGE_RCPT, rcpt_continue);
+}
+
+/* RFC 5322 date for Received: */
+static void rfc5322_date(char *buf, size_t len)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+static void cmd_data(struct session *s, const struct smtp_cmd *c)
+{
+	if (c->arg_len) {
+		reply(s, 501, "5.5.4 Syntax: DATA");
+		return;
+	}
+	if (!s->in_tx) {
+		reply(s, 503, "5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->nrcpts == 0) {
+		reply(s, 554, "5.5.1 Error: no valid recipients");
+		return;
+	}
+	s->spool = msg_spool_new(s->conf->spool_directory, (size_t)s->conf->message_memory_limit);
+	if (!s->spool) {
+		reply(s, 451, "4.3.0 Out of memory");
+		return;
+	}
+	if (!s->lconf->xclient) {
+		/* The upstream cannot learn the client any other way. */
+		char hdr[1024], date[64];
+		rfc5322_date(date, sizeof(date));
+		int n = snprintf(hdr, sizeof(hdr),
+				 "Received: from %s (%s [%s])\r\n\tby %s (moat) with %s id %s;\r\n\t%s\r\n",
+				 s->helo, "unknown", s->client_addr, s->conf->hostname,
+				 s->esmtp ? "ESMTP" : "SMTP", s->id, date);
+		if (n > 0 && msg_spool_write(s->spool, hdr, (size_t)n) < 0)
+			s->spool_errno = errno ? errno : EIO;
+	}
+	smtp_data_decoder_init(&s->dec, (size_t)s->conf->max_text_line);
+	reply(s, 354, "End data with <CR><LF>.<CR><LF>");
+	s->state = S_DATA;
+	set_read_timeout(s, s->conf->data_timeout);
+}
+
+static void cmd_rset(struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	if (s->in_tx && s->up) {
+		/* Cheaper and simpler than an upstream RSET round trip: the
+		 * next MAIL opens a fresh upstream session. */
+		drop_upstream(s);
+	}
+	tx_reset(s);
+	reply(s, 250, "2.0.0 Ok");
+}
+
+static void cmd_noop(struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	reply(s, 250, "2.0.0 Ok");
+}
+
+static void cmd_quit(struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	reply(s, 221, "2.0.0 Bye");
+	close_after_flush(s);
+}
+
+static void cmd_help(struct session *s, const struct smtp_cmd *c)
+{
+	(void)c;
+	reply(s, 214, "2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT");
+}
+
+static void cmd_refused(struct session *s, const struct smtp_cmd *c)
+{
+	reply(s, 502, "5.5.1 Error: %s is disabled", c->name);
+}
+
+static void cmd_not_offered(struct session *s, const struct smtp_cmd *c)
+{
+	reply(s, 502, "5.5.1 Error: %s not implemented", c->name);
+}
+
+static const struct {
+	enum smtp_verb verb;
+	void (*handler)(struct session *, const struct smtp_cmd *);
+} commands[] = {
+	{SMTP_VERB_HELO, cmd_helo},
+	{SMTP_VERB_EHLO, cmd_helo},
+	{SMTP_VERB_MAIL, cmd_mail},
+	{SMTP_VERB_RCPT, cmd_rcpt},
+	{SMTP_VERB_DATA, cmd_data},
+	{SMTP_VERB_RSET, cmd_rset},
+	{SMTP_VERB_NOOP, cmd_noop},
+	{SMTP_VERB_QUIT, cmd_quit},
+	{SMTP_VERB_HELP, cmd_help},
+	/* policy: address probing and queue runs are not for strangers */
+	{SMTP_VERB_VRFY, cmd_refused},
+	{SMTP_VERB_EXPN, cmd_refused},
+	{SMTP_VERB_ETRN, cmd_refused},
+	/* not advertised; a client's XCLIENT/XFORWARD is never relayed */
+	{SMTP_VERB_STARTTLS, cmd_not_offered},
+	{SMTP_VERB_AUTH, cmd_not_offered},
+	{SMTP_VERB_BDAT, cmd_not_offered},
+	{SMTP_VERB_XCLIENT, cmd_not_offered},
+	{SMTP_VERB_XFORWARD, cmd_not_offered},
+};
+
+static void dispatch(struct session *s, const char *line, size_t len)
+{
+	struct smtp_cmd c;
+
+	if (++s->ncommands > s->conf->max_commands) {
+		reply(s, 421, "4.7.0 %s Error: too many commands", s->conf->hostname);
+		close_after_flush(s);
+		return;
+	}
+	if (smtp_cmd_parse(line, len, &c) < 0) {
+		reply(s, 500, "5.5.2 Error: bad characters in command");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].verb == c.verb) {
+			commands[i].handler(s, &c);
+			return;
+		}
+	reply(s, 502, "5.5.2 Error: command not recognized");
+}
+
+/* ---- the message ------------------------------------------------------ */
+
+static int spool_out(void *arg, const char *buf, size_t len)
+{
+	struct session *s = arg;
+	if (s->spool_errno || s->too_big)
+		return 0;	/* keep decoding to find the end */
+	if (msg_spool_size(s->spool) + len > (size_t)s->conf->message_size_limit) {
+		s->too_big = 1;
+		return 0;
+	}
+	if (msg_spool_write(s->spool, buf, len) < 0)
+		s->spool_errno = errno ? errno : EIO;
+	return 0;
+}
+
+static void on_final_reply(void *arg, enum upstream_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	if (st != UPSTREAM_OK) {
+		moat_log(LOG_WARNING, "session=%s: upstream %s during DATA: %s", s->id,
+			 s->lconf->upstream, upstream_status_text(st));
+		drop_upstream(s);
+		end_message(s, 451, "4.4.2 Upstream connection lost, message not delivered, try again later");
+	} else {
+		relay_reply(s, r);
+		size_t n;
+		const char *t = smtp_reply_last_text(r, &n);
+		char full[600];
+		int k = snprintf(full, sizeof(full), "%d %.*s", r->code, (int)n, t);
+		log_message(s, r->code, full, k > 0 ? (size_t)k : 0);
+		tx_reset(s);
+		if (!upstream_ready(s->up))
+			drop_upstream(s);
+	}
+	command_done(s);
+}
+
+static void eom_continue(struct session *s, const struct moat_hook_reply *r)
+{
+	if (r->code) {
+		end_message(s, r->code, "%s", r->text);
+		command_done(s);
+		return;
+	}
+	if (!upstream_ready(s->up)) {
+		drop_upstream(s);
+		end_message(s, 451, "4.4.2 Upstream connection lost, try again later");
+		command_done(s);
+		return;
+	}
+	s->state = S_WAIT;
+	set_read_timeout(s, 0);
+	upstream_send_message(s->up, s->spool, on_final_reply, s);
+}
+
+static void data_end(struct session *s)
+{
+	s->state = S_WAIT;
+	set_read_timeout(s, 0);
+	if (s->dec.flags & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR | SMTP_DATA_NUL)) {
+		moat_log(LOG_NOTICE, "session=%s client=%s: message with%s%s%s refused",
+			 s->id, s->client_addr, s->dec.flags & SMTP_DATA_BARE_LF ? " bare LF" : "",
+			 s->dec.flags & SMTP_DATA_BARE_CR ? " bare CR" : "",
+			 s->dec.flags & SMTP_DATA_NUL ? " NUL" : "");
+		end_message(s, 550, "5.5.2 Message contains bare CR, bare LF or NUL (RFC 5321 2.3.8), refused");
+		command_done(s);
+		return;
+	}
+	if (s->too_big) {
+		end_message(s, 552, "5.3.4 Message size exceeds fixed limit");
+		command_done(s);
+		return;
+	}
+	if (s->dec.flags & SMTP_DATA_LONG_LINE) {
+		end_message(s, 552, "5.3.4 Message has a line longer than %ld octets",
+			    s->conf->max_text_line);
+		command_done(s);
+		return;
+	}
+	if (s->spool_errno) {
+		moat_log(LOG_ERR, "session=%s: cannot hold message in %s: %s", s->id,
+			 s->conf->spool_directory, strerror(s->spool_errno));
+		end_message(s, 452, "4.3.1 Insufficient system storage");
+		command_done(s);
+		return;
+	}
+	run_hooks(s, MOAT_STAGE_EOM, eom_continue);
+}
+
+/* Feeds client input to the DATA decoder. Returns 1 if the message
+ * ended (state changed), 0 if more input is needed. */
+static int process_data(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t consumed = 0;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		int rc = smtp_data_feed(&s->dec, v.iov_base, v.iov_len, &consumed, spool_out, s);
+		evbuffer_drain(in, consumed);
+		if (rc == SMTP_DATA_END) {
+			data_end(s);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* ---- the input loop --------------------------------------------------- */
+
+/* Handles whatever input is buffered, as far as the state allows. */
+static void process(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t max = (size_t)s->conf->max_command_line;
+
+	for (;;) {
+		if (s->state == S_DATA) {
+			if (!process_data(s))
+				return;
+			continue;
+		}
+		if (s->state != S_CMD)
+			return;
+		if (s->drain && !s->in_tx) {
+			reply(s, 421, "4.3.2 %s Service shutting down, closing connection",
+			      s->conf->hostname);
+			close_after_flush(s);
+			return;
+		}
+		if (s->nerrors >= s->conf->max_errors) {
+			reply(s, 421, "4.7.0 %s Error: too many errors", s->conf->hostname);
+			close_after_flush(s);
+			return;
+		}
+		if (evbuffer_get_length(out) > OUT_PAUSE)
+			return;	/* write_cb resumes once the client reads */
+		size_t eol_len = 0;
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		if (eol.pos < 0) {
+			if (evbuffer_get_length(in) > max) {
+				if (!s->discarding)
+					reply(s, 500, "5.5.2 Error: line too long");
+				s->discarding = 1;
+				evbuffer_drain(in, evbuffer_get_length(in));
+			}
+			return;
+		}
+		size_t len = (size_t)eol.pos;
+		if (s->discarding || len + 2 > max) {
+			evbuffer_drain(in, len + eol_len);
+			if (!s->discarding)
+				reply(s, 500, "5.5.2 Error: line too long");
+			s->discarding = 0;
+			continue;
+		}
+		char *line = malloc(len + 1);
+		if (!line)
+			return;
+		evbuffer_remove(in, line, len);
+		evbuffer_drain(in, eol_len);
+		line[len] = '\0';
+		dispatch(s, line, len);
+		free(line);
+	}
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	process(arg);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	(void)bev;
+	if (s->state == S_CLOSING)
+		session_free(s);
+	else if (s->state == S_CMD)
+		process(s);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && s->state != S_CLOSING) {
+		moat_log(LOG_INFO, "session=%s client=%s: timeout %s", s->id, s->client_addr,
+			 s->state == S_DATA ? "in DATA" : "waiting for a command");
+		bufferevent_set_timeouts(s->bev, NULL, NULL);
+		reply(s, 421, "4.4.2 %s Error: timeout exceeded", s->conf->hostname);
+		bufferevent_enable(s->bev, EV_WRITE);
+		close_after_flush(s);
+		return;
+	}
+	/* EOF or error: the client is gone. */
+	if (s->state == S_DATA || s->in_tx)
+		moat_log(LOG_INFO, "session=%s client=%s: client left during a transaction%s",
+			 s->id, s->client_addr, s->state == S_DATA ? " (in DATA)" : "");
+	session_free(s);
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static void greet_continue(struct session *s, const struct moat_hook_reply *r)
+{
+	if (r->code) {
+		reply(s, r->code, "%s", r->text);
+		close_after_flush(s);
+		return;
+	}
+	reply(s, 220, "%s ESMTP moat", s->conf->hostname);
+	command_done(s);
+}
+
+struct session *session_new(struct server *srv, const struct moat_listener_conf *lconf,
+			    evutil_socket_t fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+	struct session *s = calloc(1, sizeof(*s));
+	(void)peerlen;
+	if (!s) {
+		evutil_closesocket(fd);
+		return NULL;
+	}
+	s->srv = srv;
+	s->conf = moat_config_ref(srv->conf);
+	s->lconf = lconf;
+	make_id(s->id, sizeof(s->id));
+	moat_addr_host(peer, s->client_addr, sizeof(s->client_addr));
+	s->client_port = moat_addr_port(peer);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->resume_ev = event_new(srv->base, -1, 0, resume_cb, s);
+	if (!s->bev || !s->resume_ev) {
+		if (!s->bev)
+			evutil_closesocket(fd);
+		if (s->bev)
+			bufferevent_free(s->bev);
+		if (s->resume_ev)
+			event_free(s->resume_ev);
+		moat_config_unref(s->conf);
+		free(s);
+		return NULL;
+	}
+	s->next = srv->sessions;
+	if (s->next)
+		s->next->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+
+	s->ctx.session_id = s->id;
+	s->ctx.listener = lconf->name;
+	s->ctx.role = lconf->role_id;
+	s->ctx.client_addr = s->client_addr;
+	s->ctx.client_port = s->client_port;
+	s->ctx.client_name = "[UNAVAILABLE]";
+	s->ctx.base = srv->base;
+	s->ctx.workers = srv->workers;
+
+	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, IN_HIGH);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	moat_log(LOG_INFO, "connect session=%s listener=%s client=%s:%d", s->id, lconf->name,
+		 s->client_addr, s->client_port);
+	s->state = S_GREETING;
+	set_read_timeout(s, 0);
+	run_hooks(s, MOAT_STAGE_CONNECT, greet_continue);
+	return s;
+}
+
+void session_refuse(struct server *srv, evutil_socket_t fd, const char *text)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf), "421 4.7.0 %s %s\r\n", srv->conf->hostname, text);
+	/* A fresh socket's send buffer takes this at once; do not wait. */
+	if (n > 0 && send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* nothing more to do for a client we refuse */
+	}
+	evutil_closesocket(fd);
+}
+
+static void session_free(struct session *s)
+{
+	struct server *srv = s->srv;
+	moat_log(LOG_INFO, "disconnect session=%s client=%s commands=%ld errors=%ld",
+		 s->id, s->client_addr, s->ncommands, s->nerrors);
+	moat_hook_run_cancel(s->hook_run);
+	drop_upstream(s);
+	tx_reset(s);
+	free(s->rcpts);
+	free(s->helo);
+	bufferevent_free(s->bev);
+	event_free(s->resume_ev);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	moat_config_unref(s->conf);
+	free(s);
+	server_session_gone(srv, NULL);
+}
+
+void session_shutdown(struct session *s, int force)
+{
+	if (s->state == S_CLOSING)
+		return;
+	s->drain = 1;
+	if (force || (s->state == S_CMD && !s->in_tx)) {
+		moat_hook_run_cancel(s->hook_run);
+		s->hook_run = NULL;
+		drop_upstream(s);
+		reply(s, 421, "4.3.2 %s Service shutting down, closing connection",
+		      s->conf->hostname);
+		close_after_flush(s);
+	}
+}
+
+struct session *session_next(struct session *s)
+{
+	return s->next;
+}
+
+const char *session_client_addr(const struct session *s)
+{
+	return s->client_addr;
+}

@@ -1,0 +1,506 @@
+/*
+ * upstream.c - the SMTP client side of the proxy: connect, greet, EHLO,
+ * XCLIENT, commands, and the message with dot-stuffing.
+ *
+ * A small state machine over one bufferevent. Replies are parsed by
+ * smtp_reply.c; the message is read back from the msg_spool in chunks and
+ * dot-stuffed by smtp_data_stuff() as the socket drains, so a large
+ * message never sits in memory twice. Owns its bufferevent, parser and
+ * copies of the connection parameters.
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "msg_spool.h"
+#include "smtp_data.h"
+#include "xtext.h"
+
+enum phase {
+	P_IDLE,		/* created, not connected */
+	P_CONNECT,	/* TCP connect and greeting */
+	P_EHLO,
+	P_HELO,		/* EHLO refused: fallback */
+	P_XCLIENT,
+	P_EHLO2,
+	P_READY,
+	P_COMMAND,
+	P_DATA,		/* waiting for 354 */
+	P_BODY,		/* streaming the message */
+	P_FINAL,	/* waiting for the final reply */
+	P_QUIT,
+	P_DEAD,
+};
+
+#define STREAM_CHUNK 65536
+#define OUT_HIGH (256 * 1024)
+
+struct upstream {
+	struct event_base *base;
+	struct upstream_params p;
+	struct bufferevent *bev;
+	enum phase phase;
+	struct smtp_reply_parser parser;
+	struct smtp_caps caps;
+	upstream_cb cb;
+	void *arg;
+	int busy;		/* inside one of our libevent callbacks */
+	int doomed;		/* upstream_close() was called meanwhile */
+	/* message streaming */
+	const struct msg_spool *msg;
+	size_t msg_off;
+	int line_start;
+};
+
+static const char *const status_text[] = {
+	[UPSTREAM_OK] = "ok",
+	[UPSTREAM_ECONNECT] = "connection failed",
+	[UPSTREAM_EGREETING] = "greeting or EHLO refused",
+	[UPSTREAM_EXCLIENT] = "XCLIENT not offered or refused",
+	[UPSTREAM_ETIMEOUT] = "timed out",
+	[UPSTREAM_ECLOSED] = "connection closed",
+	[UPSTREAM_EPROTO] = "protocol error",
+	[UPSTREAM_ESPOOL] = "message spool read error",
+};
+
+const char *upstream_status_text(enum upstream_status st)
+{
+	return (size_t)st < sizeof(status_text) / sizeof(status_text[0]) ? status_text[st] : "?";
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+struct upstream *upstream_new(struct event_base *base, const struct upstream_params *p)
+{
+	struct upstream *up = calloc(1, sizeof(*up));
+	if (!up)
+		return NULL;
+	up->base = base;
+	up->p = *p;
+	up->p.ehlo_name = dup_or_null(p->ehlo_name);
+	up->p.client_addr = dup_or_null(p->client_addr);
+	up->p.client_name = dup_or_null(p->client_name);
+	up->p.client_helo = dup_or_null(p->client_helo);
+	smtp_reply_parser_init(&up->parser);
+	up->phase = P_IDLE;
+	return up;
+}
+
+static void destroy(struct upstream *up)
+{
+	if (up->bev)
+		bufferevent_free(up->bev);
+	smtp_reply_parser_free(&up->parser);
+	free((char *)up->p.ehlo_name);
+	free((char *)up->p.client_addr);
+	free((char *)up->p.client_name);
+	free((char *)up->p.client_helo);
+	free(up);
+}
+
+static void quit_or_destroy(struct upstream *up);
+
+/* Callbacks into the session may call upstream_close(); the object is
+ * only released once control is back at the outermost entry point. */
+static void enter(struct upstream *up)
+{
+	up->busy++;
+}
+
+/* Returns 1 if up was released. */
+static int leave(struct upstream *up)
+{
+	if (--up->busy == 0 && up->doomed) {
+		up->doomed = 0;
+		quit_or_destroy(up);
+		return 1;
+	}
+	return 0;
+}
+
+static void set_timeout(struct upstream *up, long sec)
+{
+	struct timeval tv = {sec, 0};
+	bufferevent_set_timeouts(up->bev, &tv, &tv);
+}
+
+/* Ends the outstanding operation. */
+static void complete(struct upstream *up, enum upstream_status st,
+		     const struct smtp_reply *reply)
+{
+	upstream_cb cb = up->cb;
+	void *arg = up->arg;
+	up->cb = NULL;
+	up->arg = NULL;
+	if (st != UPSTREAM_OK && up->phase != P_QUIT)
+		up->phase = P_DEAD;
+	if (cb)
+		cb(arg, st, reply);
+}
+
+static void fail(struct upstream *up, enum upstream_status st)
+{
+	up->phase = P_DEAD;
+	if (up->bev) {
+		bufferevent_disable(up->bev, EV_READ | EV_WRITE);
+	}
+	complete(up, st, NULL);
+}
+
+static void send_line(struct upstream *up, const char *line)
+{
+	evbuffer_add_printf(bufferevent_get_output(up->bev), "%s\r\n", line);
+}
+
+static void send_ehlo(struct upstream *up, enum phase next)
+{
+	char line[300];
+	snprintf(line, sizeof(line), "%s %s", next == P_HELO ? "HELO" : "EHLO",
+		 up->p.ehlo_name);
+	up->phase = next;
+	send_line(up, line);
+}
+
+/* A HELO name is forwarded only if it is plain enough to be a command
+ * argument; xtext takes care of it inside XCLIENT anyway. */
+static void send_xclient(struct upstream *up)
+{
+	char line[1024], enc[600];
+	size_t off;
+	unsigned want = up->caps.xclient;
+
+	off = (size_t)snprintf(line, sizeof(line), "XCLIENT");
+	if (want & SMTP_XCLIENT_NAME)
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " NAME=%s",
+					up->p.client_name ? up->p.client_name : "[UNAVAILABLE]");
+	if (want & SMTP_XCLIENT_ADDR) {
+		int v6 = strchr(up->p.client_addr, ':') != NULL;
+		xtext_encode(up->p.client_addr, strlen(up->p.client_addr), enc, sizeof(enc));
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " ADDR=%s%s",
+					v6 ? "IPV6:" : "", enc);
+	}
+	if (want & SMTP_XCLIENT_PORT)
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " PORT=%d",
+					up->p.client_port);
+	if (want & SMTP_XCLIENT_PROTO)
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " PROTO=%s",
+					up->p.client_esmtp ? "ESMTP" : "SMTP");
+	if (want & SMTP_XCLIENT_HELO) {
+		if (up->p.client_helo) {
+			xtext_encode(up->p.client_helo, strlen(up->p.client_helo), enc, sizeof(enc));
+			if (strlen(enc) + 6 >= sizeof(line) - off - 1)
+				snprintf(enc, sizeof(enc), "[UNAVAILABLE]");
+		} else {
+			snprintf(enc, sizeof(enc), "[UNAVAILABLE]");
+		}
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " HELO=%s", enc);
+	}
+	(void)off;
+	up->phase = P_XCLIENT;
+	send_line(up, line);
+}
+
+static void stream_more(struct upstream *up);
+
+static void on_reply(struct upstream *up, struct smtp_reply *r)
+{
+	switch (up->phase) {
+	case P_CONNECT:
+		if (r->code != 220) {
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EGREETING, r);
+			return;
+		}
+		set_timeout(up, up->p.timeout);
+		send_ehlo(up, P_EHLO);
+		return;
+	case P_EHLO:
+	case P_EHLO2:
+		if (r->code / 100 != 2) {
+			if (up->phase == P_EHLO && r->code / 100 == 5) {
+				send_ehlo(up, P_HELO);	/* an SMTP-only server */
+				return;
+			}
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EGREETING, r);
+			return;
+		}
+		smtp_caps_parse(r, &up->caps);
+		if (up->phase == P_EHLO && up->p.xclient) {
+			if (!(up->caps.ext & SMTP_EXT_XCLIENT)) {
+				up->phase = P_DEAD;
+				complete(up, UPSTREAM_EXCLIENT, r);
+				return;
+			}
+			send_xclient(up);
+			return;
+		}
+		up->phase = P_READY;
+		complete(up, UPSTREAM_OK, r);
+		return;
+	case P_HELO:
+		if (r->code / 100 != 2) {
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EGREETING, r);
+			return;
+		}
+		memset(&up->caps, 0, sizeof(up->caps));
+		if (up->p.xclient) {
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EXCLIENT, r);
+			return;
+		}
+		up->phase = P_READY;
+		complete(up, UPSTREAM_OK, r);
+		return;
+	case P_XCLIENT:
+		if (r->code != 220) {
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EXCLIENT, r);
+			return;
+		}
+		send_ehlo(up, P_EHLO2);
+		return;
+	case P_COMMAND:
+		up->phase = r->code == 421 ? P_DEAD : P_READY;
+		complete(up, UPSTREAM_OK, r);
+		return;
+	case P_DATA:
+		if (r->code != 354) {
+			up->phase = r->code == 421 ? P_DEAD : P_READY;
+			complete(up, UPSTREAM_OK, r);
+			return;
+		}
+		up->phase = P_BODY;
+		up->msg_off = 0;
+		up->line_start = 1;
+		set_timeout(up, up->p.data_timeout);
+		stream_more(up);
+		return;
+	case P_BODY:
+		/* A reply before we finished sending: the upstream gave up. */
+		up->phase = P_DEAD;
+		complete(up, UPSTREAM_OK, r);
+		return;
+	case P_FINAL:
+		up->phase = r->code == 421 ? P_DEAD : P_READY;
+		set_timeout(up, up->p.timeout);
+		complete(up, UPSTREAM_OK, r);
+		return;
+	case P_READY:
+		/* Unsolicited (e.g. 421 on the upstream's idle timeout). */
+		moat_log(LOG_INFO, "upstream said while idle: %d", r->code);
+		up->phase = P_DEAD;
+		bufferevent_disable(up->bev, EV_READ | EV_WRITE);
+		return;
+	default:
+		return;
+	}
+}
+
+static void read_lines(struct upstream *up, struct bufferevent *bev);
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *up = arg;
+	if (up->phase == P_QUIT && !up->busy) {
+		/* any reply to QUIT ends it */
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+			destroy(up);
+		return;
+	}
+	enter(up);
+	read_lines(up, bev);
+	leave(up);
+}
+
+static void read_lines(struct upstream *up, struct bufferevent *bev)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t len;
+
+	while (up->phase != P_DEAD && !up->doomed &&
+	       (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+		int rc = smtp_reply_feed(&up->parser, line, len);
+		free(line);
+		if (rc < 0) {
+			moat_log(LOG_WARNING, "upstream sent a malformed reply");
+			fail(up, UPSTREAM_EPROTO);
+			return;
+		}
+		if (rc == 1) {
+			struct smtp_reply r;
+			smtp_reply_parser_take(&up->parser, &r);
+			on_reply(up, &r);
+			smtp_reply_clear(&r);
+		}
+	}
+	if (up->phase != P_DEAD && evbuffer_get_length(in) > 2 * SMTP_REPLY_MAX_LINE) {
+		moat_log(LOG_WARNING, "upstream sent an over-long reply line");
+		fail(up, UPSTREAM_EPROTO);
+	}
+}
+
+static int stuff_out(void *arg, const char *buf, size_t len)
+{
+	return evbuffer_add(arg, buf, len);
+}
+
+/* Fills the output buffer with the next part of the message. */
+static void stream_more(struct upstream *up)
+{
+	struct evbuffer *out = bufferevent_get_output(up->bev);
+	char chunk[STREAM_CHUNK];
+
+	while (up->phase == P_BODY && evbuffer_get_length(out) < OUT_HIGH) {
+		ssize_t n = msg_spool_read(up->msg, up->msg_off, chunk, sizeof(chunk));
+		if (n < 0) {
+			moat_log(LOG_ERR, "cannot read spooled message: %s", strerror(errno));
+			fail(up, UPSTREAM_ESPOOL);
+			return;
+		}
+		if (n == 0) {
+			smtp_data_stuff_end(up->line_start, stuff_out, out);
+			up->phase = P_FINAL;
+			return;
+		}
+		smtp_data_stuff(&up->line_start, chunk, (size_t)n, stuff_out, out);
+		up->msg_off += (size_t)n;
+	}
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+	struct upstream *up = arg;
+	(void)bev;
+	if (up->phase == P_BODY) {
+		enter(up);
+		stream_more(up);
+		leave(up);
+	}
+}
+
+static void handle_event(struct upstream *up, short what);
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream *up = arg;
+	(void)bev;
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (up->phase == P_QUIT) {
+		destroy(up);
+		return;
+	}
+	enter(up);
+	handle_event(up, what);
+	leave(up);
+}
+
+static void handle_event(struct upstream *up, short what)
+{
+	if (what & BEV_EVENT_TIMEOUT) {
+		fail(up, UPSTREAM_ETIMEOUT);
+		return;
+	}
+	if (up->phase == P_CONNECT && !(what & BEV_EVENT_EOF) &&
+	    evbuffer_get_length(bufferevent_get_input(up->bev)) == 0) {
+		fail(up, UPSTREAM_ECONNECT);
+		return;
+	}
+	fail(up, (what & BEV_EVENT_EOF) ? UPSTREAM_ECLOSED :
+		 up->phase == P_CONNECT ? UPSTREAM_ECONNECT : UPSTREAM_ECLOSED);
+}
+
+void upstream_open(struct upstream *up, upstream_cb cb, void *arg)
+{
+	enter(up);
+	up->cb = cb;
+	up->arg = arg;
+	up->bev = bufferevent_socket_new(up->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!up->bev) {
+		fail(up, UPSTREAM_ECONNECT);
+		return;
+	}
+	bufferevent_setcb(up->bev, read_cb, write_cb, event_cb, up);
+	bufferevent_setwatermark(up->bev, EV_WRITE, OUT_HIGH / 2, 0);
+	set_timeout(up, up->p.connect_timeout);
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+	up->phase = P_CONNECT;
+	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->p.addr.ss,
+				       (int)up->p.addr.len) < 0) {
+		/* Immediate failure (libevent reports refused connections
+		 * later, through event_cb). The callback may thus run inside
+		 * this call; callers resume through their own deferred event. */
+		bufferevent_free(up->bev);
+		up->bev = NULL;
+		up->phase = P_DEAD;
+		complete(up, UPSTREAM_ECONNECT, NULL);
+	}
+	leave(up);
+}
+
+void upstream_command(struct upstream *up, const char *line, upstream_cb cb, void *arg)
+{
+	up->cb = cb;
+	up->arg = arg;
+	up->phase = P_COMMAND;
+	set_timeout(up, up->p.timeout);
+	send_line(up, line);
+}
+
+void upstream_send_message(struct upstream *up, const struct msg_spool *msg,
+			   upstream_cb cb, void *arg)
+{
+	up->cb = cb;
+	up->arg = arg;
+	up->msg = msg;
+	up->phase = P_DATA;
+	set_timeout(up, up->p.timeout);
+	send_line(up, "DATA");
+}
+
+const struct smtp_caps *upstream_caps(const struct upstream *up)
+{
+	return &up->caps;
+}
+
+int upstream_ready(const struct upstream *up)
+{
+	return up && up->phase == P_READY;
+}
+
+void upstream_close(struct upstream *up)
+{
+	if (!up)
+		return;
+	up->cb = NULL;
+	up->arg = NULL;
+	if (up->busy) {
+		up->doomed = 1;
+		return;
+	}
+	quit_or_destroy(up);
+}
+
+static void quit_or_destroy(struct upstream *up)
+{
+	if (up->phase != P_READY || !up->bev) {
+		destroy(up);
+		return;
+	}
+	up->phase = P_QUIT;
+	set_timeout(up, 10);
+	send_line(up, "QUIT");
+}
