@@ -147,9 +147,8 @@ static void relay_reply(struct session *s, const struct smtp_reply *r)
 	if (r->code == 421) {
 		size_t n;
 		const char *t = smtp_reply_last_text(r, &n);
-		evbuffer_add_printf(out, "451 %s%.*s\r\n", r->enhanced[0] ? "" : "4.4.2 ",
-				    (int)n, t);
-		/* keep the enhanced code the upstream gave, if any */
+		evbuffer_add_printf(out, "451 %s %.*s\r\n",
+				    r->enhanced[0] ? r->enhanced : "4.4.2", (int)n, t);
 	} else {
 		evbuffer_add(out, r->text, r->text_len);
 	}
@@ -860,7 +859,8 @@ static void on_final_reply(void *arg, enum upstream_status st, const struct smtp
 		size_t n;
 		const char *t = smtp_reply_last_text(r, &n);
 		char full[600];
-		int k = snprintf(full, sizeof(full), "%d %.*s", r->code, (int)n, t);
+		int k = snprintf(full, sizeof(full), "%d %s%s%.*s", r->code, r->enhanced,
+				 r->enhanced[0] ? " " : "", (int)n, t);
 		log_message(s, r->code, full, k > 0 ? (size_t)k : 0);
 		tx_reset(s);
 		if (!upstream_ready(s->up))

@@ -162,11 +162,26 @@ static void send_line(struct upstream *up, const char *line)
 	evbuffer_add_printf(bufferevent_get_output(up->bev), "%s\r\n", line);
 }
 
+/* The EHLO after XCLIENT carries the client's own HELO name, so the
+ * upstream records what the client said (the XCLIENT HELO attribute is
+ * overwritten by any later EHLO). A name unfit for a command argument is
+ * replaced by ours. */
+static const char *ehlo_arg(const struct upstream *up, enum phase next)
+{
+	const char *h = up->p.client_helo;
+	if (next != P_EHLO2 || !h || !*h || strlen(h) > 255)
+		return up->p.ehlo_name;
+	for (const char *c = h; *c; c++)
+		if ((unsigned char)*c <= ' ' || (unsigned char)*c >= 0x7f)
+			return up->p.ehlo_name;
+	return h;
+}
+
 static void send_ehlo(struct upstream *up, enum phase next)
 {
 	char line[300];
 	snprintf(line, sizeof(line), "%s %s", next == P_HELO ? "HELO" : "EHLO",
-		 up->p.ehlo_name);
+		 ehlo_arg(up, next));
 	up->phase = next;
 	send_line(up, line);
 }

@@ -109,6 +109,9 @@ TEST(path_basic)
 	CHECK(smtp_path_parse(S("To:<b@[192.0.2.1]>"), 0, &p) == SMTP_PATH_OK);
 	CHECK(strcmp(p.addr, "b@[192.0.2.1]") == 0);
 	smtp_path_free(&p);
+	CHECK(smtp_path_parse(S("TO:<b@[IPv6:2001:db8::1]>"), 0, &p) == SMTP_PATH_OK);
+	CHECK(strcmp(p.addr, "b@[IPv6:2001:db8::1]") == 0);
+	smtp_path_free(&p);
 	CHECK(smtp_path_parse(S("TO:<postmaster>"), 0, &p) == SMTP_PATH_OK);
 	CHECK(strcmp(p.addr, "postmaster") == 0);
 	smtp_path_free(&p);
@@ -156,6 +159,8 @@ TEST(path_address_errors)
 	CHECK(smtp_path_parse(S("TO:<\"a@b>"), 0, &p) == SMTP_PATH_ESYNTAX);
 	CHECK(smtp_path_parse(S("TO:<\"a\"x@b>"), 0, &p) == SMTP_PATH_EADDR);
 	CHECK(smtp_path_parse(S("TO:<a@[1.2.3.4>"), 0, &p) == SMTP_PATH_EADDR);
+	CHECK(smtp_path_parse(S("TO:<a@[1.2<3.4]>"), 0, &p) == SMTP_PATH_EADDR);
+	CHECK(smtp_path_parse(S("TO:<a@[]>"), 0, &p) == SMTP_PATH_EADDR);
 	/* Invalid UTF-8: a lone continuation byte, an overlong "/". */
 	CHECK(smtp_path_parse(S("TO:<a\x80@b>"), 0, &p) == SMTP_PATH_EADDR);
 	CHECK(smtp_path_parse(S("TO:<a\xc0\xaf@b>"), 0, &p) == SMTP_PATH_EADDR);
