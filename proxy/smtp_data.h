@@ -44,7 +44,8 @@ enum smtp_data_status {
 };
 
 /* Call right after the 354: the CRLF that ended the DATA command counts
- * as the CRLF before a first line "." (an empty message). */
+ * as the CRLF before a first line "." (an empty message). max_line 0
+ * disables the SMTP_DATA_LONG_LINE check. */
 void smtp_data_decoder_init(struct smtp_data_decoder *d, size_t max_line);
 
 /* Feeds len bytes of the stream. Sets *consumed to the bytes used: all

@@ -580,6 +580,10 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	rc = smtp_path_parse(c->arg, c->arg_len, 1, &p);
+	if (rc == SMTP_PATH_ENOMEM) {
+		reply(s, 451, "4.3.0 Out of memory, try again later");
+		return;
+	}
 	if (rc == SMTP_PATH_EADDR) {
 		reply(s, 501, "5.1.7 Bad sender address syntax");
 		return;
@@ -673,6 +677,10 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 		return;
 	}
 	rc = smtp_path_parse(c->arg, c->arg_len, 0, &p);
+	if (rc == SMTP_PATH_ENOMEM) {
+		reply(s, 451, "4.3.0 Out of memory, try again later");
+		return;
+	}
 	if (rc == SMTP_PATH_EADDR) {
 		reply(s, 501, "5.1.3 Bad recipient address syntax");
 		return;

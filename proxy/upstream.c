@@ -250,7 +250,16 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 			complete(up, UPSTREAM_EGREETING, r);
 			return;
 		}
-		smtp_caps_parse(r, &up->caps);
+		if (up->phase == P_EHLO2) {
+			/* After XCLIENT the upstream speaks to "the client" and
+			 * may no longer offer XCLIENT; remember that it did. */
+			struct smtp_caps first = up->caps;
+			smtp_caps_parse(r, &up->caps);
+			up->caps.ext |= first.ext & SMTP_EXT_XCLIENT;
+			up->caps.xclient = first.xclient;
+		} else {
+			smtp_caps_parse(r, &up->caps);
+		}
 		if (up->phase == P_EHLO && up->p.xclient) {
 			if (!(up->caps.ext & SMTP_EXT_XCLIENT)) {
 				up->phase = P_DEAD;

@@ -22,4 +22,12 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 	chmod 755 /usr/sbin/policy-rc.d
 	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-apt-get install -y -q --no-install-recommends $missing </dev/null
+# On a fresh machine the package lists may be missing or stale: then
+# update them once and try again.
+# shellcheck disable=SC2086 # $missing is a list of words
+apt_install() { apt-get install -y -q --no-install-recommends $missing </dev/null; }
+if ! apt_install; then
+	echo "moat: apt-get install failed; updating the package lists and trying again"
+	apt-get update -q </dev/null
+	apt_install
+fi

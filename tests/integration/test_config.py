@@ -52,7 +52,7 @@ def good_lines(d, port=None, uport=None):
     port = port or free_port()
     uport = uport or free_port()
     return [
-        '# test config',                                     # 1
+        'syslog_facility = "mail"',                          # 1
         'hostname = "conf.test"',                            # 2
         'max_connections = 10',                              # 3
         'message_size_limit = 100000',                       # 4
@@ -108,6 +108,21 @@ def bad_case(lineno, bad_line, replace=True, extra_check=None):
         # and it refuses to run with it
         rc2, out2, err2 = run_moatd(["-f", "-c", c.path], timeout=10)
         check(rc2 != 0, "moatd ran with a bad config (exit %s)" % rc2)
+
+
+def test_check_line_numbers_after_comments():
+    # the shipped moat.conf is mostly comments: line numbers must count them once
+    with Conf([]) as c:
+        lines = good_lines(c.dir)
+        lines[0] = "# a comment line"
+        lines.insert(1, "   # an indented comment")
+        lines.insert(2, "")
+        lines.insert(3, 'hostname = "x.test"   # trailing comment')
+        lines[5] = 'max_connections = "lots"'    # line 6
+        c.write(lines)
+        rc, out, err = run_moatd(["-t", "-c", c.path])
+        eq(rc, 1, "exit status")
+        check("%s:6:" % c.path in err, "want the error at line 6 (after comment lines): %r" % err[-300:])
 
 
 def test_check_syntax_error():

@@ -220,11 +220,16 @@ def test_command_line_too_long():
 
 
 def test_command_line_limit_boundary():
-    with Rig(options={"message_size_limit": 1000000, "max_command_line": 100}) as r:
+    with Rig(options={"message_size_limit": 1000000, "max_command_line": 512}) as r:
         c = r.ehlo_client()
-        # 100 octets including CRLF: allowed; 101: too long
-        c.expect("NOOP " + "y" * (100 - 2 - 5), 250)
-        c.expect("NOOP " + "y" * (101 - 2 - 5), 500, "5.5.2")
+        # 512 octets including CRLF: allowed; 513: too long
+        c.expect("NOOP " + "y" * (512 - 2 - 5), 250)
+        c.expect("NOOP " + "y" * (513 - 2 - 5), 500, "5.5.2")
+        c.expect("NOOP", 250)
+    with Rig(options={"message_size_limit": 1000000, "max_command_line": 1024}) as r:
+        c = r.ehlo_client()
+        c.expect("NOOP " + "y" * (1024 - 2 - 5), 250)
+        c.expect("NOOP " + "y" * (1025 - 2 - 5), 500, "5.5.2")
         c.expect("NOOP", 250)
         c.quit()
 
@@ -427,12 +432,12 @@ def test_text_line_too_long():
 
 
 def test_text_line_limit_configurable():
-    with Rig(options={"message_size_limit": 1000000, "max_text_line": 80}) as r:
+    with Rig(options={"message_size_limit": 1000000, "max_text_line": 2000}) as r:
         c = r.ehlo_client()
-        ok = make_body(body_lines=["a" * 78])
-        expect_reply(c.send_message(ok), 250, None, "line of 80 octets, max_text_line=80")
-        bad = make_body(body_lines=["a" * 79])
-        expect_reply(c.send_message(bad), 552, "5.3.4", "line of 81 octets, max_text_line=80")
+        ok = make_body(body_lines=["a" * 1998])
+        expect_reply(c.send_message(ok), 250, None, "line of 2000 octets, max_text_line=2000")
+        bad = make_body(body_lines=["a" * 1999])
+        expect_reply(c.send_message(bad), 552, "5.3.4", "line of 2001 octets, max_text_line=2000")
         c.quit()
 
 

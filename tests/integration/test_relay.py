@@ -142,7 +142,15 @@ def test_8bit_body():
 
 def test_long_legal_line():
     # 998 octets + CRLF = 1000 = max_text_line: legal.
-    body = make_body(body_lines=[b"x" * 998, b"." + b"y" * 997, b"z" * 500])
+    body = make_body(body_lines=[b"x" * 998, b"z" * 500, b"w" * 998])
+    relay_one(body)
+
+
+def test_long_legal_line_dot_stuffed():
+    # RFC 5321 4.5.3.1.6: 1000 octets per text line "not counting the
+    # leading dot duplicated for transparency": ".yyy" (998 octets) arrives
+    # as 999 octets + CRLF on the wire and is legal.
+    body = make_body(body_lines=[b"." + b"y" * 997])
     relay_one(body)
 
 

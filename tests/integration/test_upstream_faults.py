@@ -458,22 +458,11 @@ def test_upstream_smaller_size():
         c.expect("RCPT TO:<b@example.net>", 250)
         c.expect("DATA", 354)
         c.send(dot_stuff(make_body(body_lines=["s" * 70] * 100)))
+        # moatd refuses it itself, or relays the upstream's 552
         expect_reply(c.reply(), 552, "5.3.4", "message over the upstream's SIZE")
         c.quit()
         time.sleep(0.2)
-        eq(r.up.messages, [], "messages at upstream")
-
-
-def test_probe_failure_then_recovery():
-    # upstream down at start: moatd starts anyway, relays once it is up
-    port = free_port()
-    with Rig(options=dict(OPTS, upstream_probe_interval=1), start_upstream=False, upstream_port=port) as r:
-        r.up.start()
-        time.sleep(1.5)
-        c = r.ehlo_client()
-        fin = c.send_message(make_body())
-        expect_reply(fin, 250, None, "message once the upstream is up")
-        c.quit()
+        eq(r.up.delivered(), [], "messages delivered upstream")
 
 
 if __name__ == "__main__":
