@@ -71,6 +71,7 @@ struct session {
 	int in_tx;
 	char *mail_from;
 	char *upstream_line;		/* MAIL/RCPT line to send */
+	char *size_param;		/* "SIZE=n" from MAIL, or NULL */
 	char *rcpt_pending;		/* RCPT address being decided */
 	char **rcpts;
 	size_t nrcpts, rcpt_cap;
@@ -167,6 +168,7 @@ static void tx_reset(struct session *s)
 	s->in_tx = 0;
 	str_set(&s->mail_from, NULL);
 	str_set(&s->upstream_line, NULL);
+	str_set(&s->size_param, NULL);
 	str_set(&s->rcpt_pending, NULL);
 	for (size_t i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
@@ -458,10 +460,10 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c)
 		reply(s, 501, "5.5.4 Syntax: %s hostname", c->name);
 		return;
 	}
-	if (s->in_tx) {		/* HELO resets the transaction (RFC 5321 4.1.4) */
-		tx_reset(s);
-		drop_upstream(s);
-	}
+	/* HELO resets the transaction (RFC 5321 4.1.4); the upstream was
+	 * told the old HELO name, so the next MAIL opens a fresh one. */
+	tx_reset(s);
+	drop_upstream(s);
 	free(s->helo);
 	s->helo = strndup(c->arg, c->arg_len);
 	s->esmtp = c->verb == SMTP_VERB_EHLO;
@@ -512,9 +514,12 @@ static int check_params(struct session *s, const struct smtp_path *p, int is_mai
 			reply(s, 555, "5.5.4 Unsupported option: %s", k);
 			return -1;
 		}
-		/* SIZE is ours to enforce; pass it on only if offered. */
-		if (need == SMTP_EXT_SIZE && !(s->adv.ext & SMTP_EXT_SIZE))
+		if (need == SMTP_EXT_SIZE) {	/* added at send time, see mail_send() */
+			char sz[48];
+			snprintf(sz, sizeof(sz), "SIZE=%s", v);
+			str_set(&s->size_param, sz);
 			continue;
+		}
 		int n = snprintf(line + off, len - off, " %s%s%s", k, v ? "=" : "", v ? v : "");
 		if (n < 0 || (size_t)n >= len - off) {
 			reply(s, 501, "5.5.4 Too many parameters");
@@ -547,8 +552,19 @@ static void on_mail_reply(void *arg, enum upstream_status st, const struct smtp_
 	command_done(s);
 }
 
+/* SIZE is moat's own to advertise and enforce: it is passed on only
+ * when this upstream offers it too. */
 static void mail_send(struct session *s)
 {
+	if (s->size_param && (upstream_caps(s->up)->ext & SMTP_EXT_SIZE)) {
+		size_t n = strlen(s->upstream_line) + strlen(s->size_param) + 2;
+		char *line = malloc(n);
+		if (line) {
+			snprintf(line, n, "%s %s", s->upstream_line, s->size_param);
+			free(s->upstream_line);
+			s->upstream_line = line;
+		}
+	}
 	upstream_command(s->up, s->upstream_line, on_mail_reply, s);
 }
 
@@ -579,6 +595,7 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 		reply(s, 503, "5.5.1 Error: nested MAIL command");
 		return;
 	}
+	str_set(&s->size_param, NULL);
 	rc = smtp_path_parse(c->arg, c->arg_len, 1, &p);
 	if (rc == SMTP_PATH_ENOMEM) {
 		reply(s, 451, "4.3.0 Out of memory, try again later");
