@@ -139,7 +139,8 @@ int smtp_data_feed(struct smtp_data_decoder *d, const char *in, size_t len,
 		switch (st) {
 		case ST_BOL:
 			if (c == '.') {
-				count_octet(d);
+				/* Not counted: RFC 5321 4.5.3.1.6 excludes the
+				 * dot duplicated for transparency. */
 				st = ST_DOT;
 			} else {
 				st = text_byte(d, &ob, c);

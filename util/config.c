@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config_source.h"
 #include "log.h"
 
 enum opt_type { OPT_INT, OPT_STR, OPT_BOOL };
@@ -110,9 +111,18 @@ static const struct opt_def listener_opts[] = {
 /* Per-load state reached from libconfuse callbacks. libconfuse calls
  * them without a user pointer, so the state is found through a
  * thread-local (loads happen on one thread, one at a time per thread). */
+struct opt_line {
+	char title[64];		/* listener name */
+	char opt[40];
+	char where[600];	/* "file:line" */
+};
+
 struct load_state {
 	struct moat_config_errors *errs;
 	const char *override;	/* "-o" argument being applied, or NULL */
+	struct config_source src;
+	struct opt_line *lines;	/* where each listener option was set */
+	size_t nlines;
 };
 static _Thread_local struct load_state *cur_load;
 
@@ -137,11 +147,17 @@ static void add_error(struct moat_config_errors *errs, const char *fmt, ...)
 /* Where an error is: "file:line" while reading, "-o name=value" after. */
 static void where(cfg_t *cfg, char *buf, size_t len)
 {
-	if (cur_load && cur_load->override)
+	int line = 0;
+	if (cur_load && cur_load->override) {
 		snprintf(buf, len, "-o %s", cur_load->override);
-	else
-		snprintf(buf, len, "%s:%d", cfg && cfg->filename ? cfg->filename : "?",
-			 cfg ? cfg->line : 0);
+		return;
+	}
+	if (!cur_load || !cfg) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	const char *file = config_source_where(&cur_load->src, cfg->line, &line);
+	snprintf(buf, len, "%s:%d", file, line);
 }
 
 static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
@@ -197,6 +213,17 @@ static int validate(cfg_t *cfg, cfg_opt_t *opt)
 		d = find_def(listener_opts, NELEM(listener_opts), opt->name);
 	else
 		d = find_def(global_opts, NELEM(global_opts), opt->name);
+	if (d && cur_load && !cur_load->override &&
+	    strcmp(cfg->name, "listener") == 0 && cfg_title(cfg)) {
+		struct opt_line *n = realloc(cur_load->lines, (cur_load->nlines + 1) * sizeof(*n));
+		if (n) {
+			cur_load->lines = n;
+			n += cur_load->nlines++;
+			snprintf(n->title, sizeof(n->title), "%s", cfg_title(cfg));
+			snprintf(n->opt, sizeof(n->opt), "%s", opt->name);
+			where(cfg, n->where, sizeof(n->where));
+		}
+	}
 	if (!d || check_value(d, opt, why, sizeof(why)) == 0)
 		return 0;
 	where(cfg, loc, sizeof(loc));
@@ -309,11 +336,29 @@ static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors
 	return errs->n == before ? 0 : -1;
 }
 
+/* Where listener NAME's option OPT was set: "file:line", else where the
+ * section is. */
+static const char *opt_where(const struct moat_config *c, const struct moat_listener_conf *l,
+			     const char *opt, char *buf, size_t len)
+{
+	if (cur_load)
+		for (size_t i = cur_load->nlines; i-- > 0;)
+			if (strcmp(cur_load->lines[i].title, l->name) == 0 &&
+			    strcmp(cur_load->lines[i].opt, opt) == 0)
+				return cur_load->lines[i].where;
+	int line = l->line;
+	const char *file = c->path;
+	if (cur_load)
+		file = config_source_where(&cur_load->src, l->line, &line);
+	snprintf(buf, len, "%s:%d", file, line);
+	return buf;
+}
+
 /* Checks what one option alone cannot: required options, addresses,
  * the XCLIENT safety rule, duplicate listen addresses. */
 static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 {
-	char why[256];
+	char why[256], w[600];
 
 	c->facility = moat_log_facility(c->syslog_facility);
 	if (c->nlisteners == 0)
@@ -323,29 +368,43 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 		l->role_id = l->role && strcmp(l->role, "submission") == 0
 				     ? MOAT_ROLE_SUBMISSION : MOAT_ROLE_INBOUND;
 		if (!l->listen)
-			add_error(errs, "%s:%d: listener %s: expected listen = \"address:port\"",
-				  c->path, l->line, l->name);
+			add_error(errs, "%s: listener %s: expected listen = \"address:port\"",
+				  opt_where(c, l, "", w, sizeof(w)), l->name);
 		else if (moat_addr_parse(l->listen, &l->listen_addr, why, sizeof(why)) < 0)
-			add_error(errs, "%s:%d: listener %s: listen: %s", c->path, l->line, l->name, why);
+			add_error(errs, "%s: listener %s: listen: %s",
+				  opt_where(c, l, "listen", w, sizeof(w)), l->name, why);
 		if (!l->upstream)
-			add_error(errs, "%s:%d: listener %s: expected upstream = \"address:port\"",
-				  c->path, l->line, l->name);
+			add_error(errs, "%s: listener %s: expected upstream = \"address:port\"",
+				  opt_where(c, l, "", w, sizeof(w)), l->name);
 		else if (moat_addr_parse(l->upstream, &l->upstream_addr, why, sizeof(why)) < 0)
-			add_error(errs, "%s:%d: listener %s: upstream: %s", c->path, l->line, l->name, why);
+			add_error(errs, "%s: listener %s: upstream: %s",
+				  opt_where(c, l, "upstream", w, sizeof(w)), l->name, why);
 		if (!l->xclient && !l->proxy_address_untrusted)
-			add_error(errs, "%s:%d: listener %s: xclient = no needs proxy_address_untrusted = yes: "
+			add_error(errs, "%s: listener %s: xclient = no needs proxy_address_untrusted = yes: "
 				  "without XCLIENT the upstream sees every client as moat's address; "
 				  "make sure that address is not trusted (Postfix mynetworks), then say so",
-				  c->path, l->line, l->name);
+				  opt_where(c, l, "xclient", w, sizeof(w)), l->name);
 		for (size_t j = 0; j < i; j++)
 			if (l->listen && c->listeners[j].listen &&
 			    strcmp(l->listen, c->listeners[j].listen) == 0)
-				add_error(errs, "%s:%d: listener %s: listen address %s already used by listener %s",
-					  c->path, l->line, l->name, l->listen, c->listeners[j].name);
+				add_error(errs, "%s: listener %s: listen address %s already used by listener %s",
+					  opt_where(c, l, "listen", w, sizeof(w)), l->name, l->listen,
+					  c->listeners[j].name);
 	}
 	if (c->spool_directory && c->spool_directory[0] != '/')
 		add_error(errs, "%s: spool_directory: expected an absolute path, got \"%s\"",
 			  c->path, c->spool_directory);
+}
+
+/* include() lines are expanded before libconfuse sees the text; one it
+ * still meets shares its line with something else. */
+static int include_func(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
+{
+	(void)opt;
+	(void)argc;
+	(void)argv;
+	cfg_error(cfg, "include(\"file\") must be on a line of its own");
+	return -1;
 }
 
 int moat_config_load(const char *path, char *const *overrides, size_t noverrides,
@@ -353,12 +412,14 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 {
 	cfg_opt_t gopts[NELEM(global_opts) + 3];
 	cfg_opt_t lopts[NELEM(listener_opts) + 1];
-	struct load_state st = {errs, NULL};
+	struct load_state st;
 	struct moat_config *c = NULL;
 	cfg_t *cfg;
 	int rc;
 
 	memset(errs, 0, sizeof(*errs));
+	memset(&st, 0, sizeof(st));
+	st.errs = errs;
 	*out = NULL;
 	if (!path)
 		path = moat_config_default_path();
@@ -368,22 +429,25 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 	build_opts(gopts, global_opts, NELEM(global_opts));
 	gopts[NELEM(global_opts)] = (cfg_opt_t)CFG_SEC("listener", lopts,
 			CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
-	gopts[NELEM(global_opts) + 1] = (cfg_opt_t)CFG_FUNC("include", cfg_include);
+	gopts[NELEM(global_opts) + 1] = (cfg_opt_t)CFG_FUNC("include", include_func);
 	gopts[NELEM(global_opts) + 2] = (cfg_opt_t)CFG_END();
 
+	char err[1024];
+	if (config_source_load(&st.src, path, err, sizeof(err)) < 0) {
+		add_error(errs, "%s", err);
+		config_source_free(&st.src);
+		return -1;
+	}
 	cur_load = &st;
 	cfg = cfg_init(gopts, CFGF_NONE);
 	if (!cfg) {
 		add_error(errs, "%s: out of memory", path);
 		cur_load = NULL;
+		config_source_free(&st.src);
 		return -1;
 	}
 	cfg_set_error_function(cfg, errfunc);
-	rc = cfg_parse(cfg, path);
-	if (rc == CFG_FILE_ERROR) {
-		add_error(errs, "%s: cannot read: %s", path, strerror(errno));
-		goto fail;
-	}
+	rc = cfg_parse_buf(cfg, st.src.text);
 	if (rc != CFG_SUCCESS) {
 		if (errs->n == 0)
 			add_error(errs, "%s: syntax error", path);
@@ -423,6 +487,8 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 		goto fail;
 	cfg_free(cfg);
 	cur_load = NULL;
+	config_source_free(&st.src);
+	free(st.lines);
 	*out = c;
 	return 0;
 oom:
@@ -434,6 +500,8 @@ fail:
 	}
 	cfg_free(cfg);
 	cur_load = NULL;
+	config_source_free(&st.src);
+	free(st.lines);
 	return -1;
 }
 

@@ -132,7 +132,8 @@ static int reference(const char *in, size_t len, size_t max_line, struct run *r)
 			size_t wire = i + 2 - line_start;
 			const char *l = in + line_start;
 
-			if (max_line != 0 && wire > max_line)
+			/* the stuffing dot is not counted (RFC 5321 4.5.3.1.6) */
+			if (max_line != 0 && wire - (l[0] == '.') > max_line)
 				r->flags |= SMTP_DATA_LONG_LINE;
 			if (l[0] == '.')
 				buf_out(&r->out, l + 1, wire - 1);

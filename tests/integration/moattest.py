@@ -241,7 +241,15 @@ class Upstream:
     """
 
     def __init__(self, port=None, caps=None, **kw):
-        self.port = port or free_port()
+        self.sock = None
+        if port is None:
+            # bind now, so no other test process can take the port before start()
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            self.sock = s
+            port = s.getsockname()[1]
+        self.port = port
         self.caps = list(DEFAULT_CAPS if caps is None else caps)
         self.caps_seq = None
         self.caps_after_xclient = None
@@ -262,16 +270,18 @@ class Upstream:
         self.sessions = []
         self.lock = threading.Lock()
         self.stop_ev = threading.Event()
-        self.sock = None
         self.thread = None
         self.conns = []
         self.nqueued = 0
 
     # -- lifecycle
     def start(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
+        s = self.sock
+        self.sock = None
+        if s is None:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", self.port))
         s.listen(64)
         s.settimeout(0.2)
         self.sock = s
@@ -933,7 +943,17 @@ class Rig:
         _current_rigs.append(self)
         if self.start_upstream:
             self.up.start()
-        self.moatd.start()
+        for attempt in range(3):
+            try:
+                self.moatd.start()
+                break
+            except TestFailure:
+                # the port picked for moatd may have been taken meanwhile
+                if attempt == 2 or not re.search(r"(?i)address already in use|bind", self.moatd.log()):
+                    raise
+                self.port = free_port()
+                self.listener["listen"] = "127.0.0.1:%d" % self.port
+                self.moatd.write_config()
         if self.wait_probe and self.start_upstream:
             # moatd probes the upstream's capabilities at start; wait for
             # that EHLO so later faults don't hit the probe.

@@ -113,7 +113,7 @@ def test_mail_hook_hang_times_out():
         m = r.up.wait_messages(1)[0]
         eq(m.mail_from, "hook-hang@example.org", "MAIL at upstream")
         eq(m.body, body, "body")
-        check(r.moatd.grep(r"(?i)hook.*(timeout|timed out)|(timeout|timed out).*hook"),
+        check(r.moatd.grep(r"(?i)hook.*(timeout|timed out|did not answer|no answer|no verdict)|(timeout|timed out).*hook"),
               "no log line about the hook timeout")
 
 
@@ -166,17 +166,6 @@ def test_eod_header_hook_body_only_not_rejected():
         expect_reply(c.send_message(body), 250, None, "X-Test-Hook: reject in the body only")
         c.quit()
         eq(r.up.wait_messages(1)[0].body, body, "body")
-
-
-def test_eod_header_hook_folded_and_case():
-    with hrig() as r:
-        c = r.ehlo_client()
-        body = make_body(headers=["Subject: x", "x-test-hook: reject", "From: <a@example.org>"])
-        rep = c.send_message(body)
-        expect_reply(rep, 550, "5.7.1", "lower-case header name")
-        c.quit()
-        time.sleep(0.2)
-        eq(r.up.messages, [], "messages at upstream")
 
 
 def test_eod_header_hook_spooled_message():

@@ -25,6 +25,29 @@ def spool_files(d):
     return out
 
 
+def spool_fds(md):
+    """Files under the spool directory that moatd holds open (an unlinked
+    or O_TMPFILE spool file shows up only here): [(target, size)]."""
+    out = []
+    d = "/proc/%d/fd" % md.proc.pid
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return out
+    for n in names:
+        try:
+            t = os.readlink(os.path.join(d, n))
+            if t.startswith(md.spool + "/"):
+                out.append((t, os.stat(os.path.join(d, n)).st_size))
+        except OSError:
+            pass
+    return out
+
+
+def spooled(md):
+    return spool_files(md.spool) + spool_fds(md)
+
+
 def big_body(n_lines=4000):
     lines = [("%05d " % i).encode() + b"The quick brown fox jumps over the lazy dog. \xc3\xa4\xc3\xb6" for i in range(n_lines)]
     for i in range(0, n_lines, 97):
@@ -47,23 +70,23 @@ def test_spool_to_disk_exact():
         c.expect("DATA", 354)
         c.send(dot_stuff(body))
         # while the upstream sits on its reply, the message is on disk
-        files = wait_for(lambda: [f for f in spool_files(r.moatd.spool) if f[1] > 8192], 1.4)
+        files = wait_for(lambda: [f for f in spooled(r.moatd) if f[1] > 8192], 1.4)
         check(files, "no spool file over message_memory_limit in %s while the message was in flight (%r)"
-              % (r.moatd.spool, spool_files(r.moatd.spool)))
+              % (r.moatd.spool, spooled(r.moatd)))
         expect_reply(c.reply(timeout=10), 250)
         m = r.up.wait_messages(1)[0]
         eq(m.body, body, "spooled body at upstream")
         eq(m.data_raw, dot_stuff(body), "spooled wire bytes")
-        wait_for(lambda: not spool_files(r.moatd.spool), 3)
-        eq(spool_files(r.moatd.spool), [], "spool files left after the message was relayed")
+        wait_for(lambda: not spooled(r.moatd), 3)
+        eq(spooled(r.moatd), [], "spool files left after the message was relayed")
         # a second spooled message in the same session
         body2 = big_body(3000)
         r.up.eod_delay = 0
         expect_reply(c.send_message(body2), 250)
         c.quit()
         eq(r.up.wait_messages(2)[1].body, body2, "second spooled body")
-        wait_for(lambda: not spool_files(r.moatd.spool), 3)
-        eq(spool_files(r.moatd.spool), [], "spool files left")
+        wait_for(lambda: not spooled(r.moatd), 3)
+        eq(spooled(r.moatd), [], "spool files left")
 
 
 def test_small_message_stays_in_memory():
@@ -77,7 +100,7 @@ def test_small_message_stays_in_memory():
         c.expect("DATA", 354)
         c.send(dot_stuff(body))
         time.sleep(0.5)
-        files = spool_files(r.moatd.spool)
+        files = spooled(r.moatd)
         expect_reply(c.reply(), 250)
         c.quit()
         eq(files, [], "spool files for a message under message_memory_limit")
@@ -95,19 +118,19 @@ def test_spool_file_removed_on_reject():
         c.expect("MAIL FROM:<a@example.org>", 250)
         c.expect("RCPT TO:<b@example.net>", 250)
         c.expect("DATA", 354)
-        c.send(big_body(1000)[:-2] + b"\n.\n" + b"more\r\n.\r\n")
+        c.send(dot_stuff(big_body(1000))[:-3] + b"x\n.\nmore\r\n.\r\n")
         expect_reply(c.reply(), 550, "5.5.2")
         # client disconnects mid-DATA with a spooled partial message
         c2 = r.ehlo_client()
         c2.expect("MAIL FROM:<a@example.org>", 250)
         c2.expect("RCPT TO:<b@example.net>", 250)
         c2.expect("DATA", 354)
-        c2.send(big_body(1000))
+        c2.send(dot_stuff(big_body(1000))[:-3])
         time.sleep(0.3)
         c2.close()
         c.quit()
-        wait_for(lambda: not spool_files(r.moatd.spool), 3)
-        eq(spool_files(r.moatd.spool), [], "spool files left behind")
+        wait_for(lambda: not spooled(r.moatd), 3)
+        eq(spooled(r.moatd), [], "spool files left behind")
 
 
 def tmpfs_wrapper(spool, size="64k"):

@@ -168,6 +168,60 @@ TEST(include_reports_the_included_file)
 	moat_config_errors_free(&e);
 }
 
+TEST(comments_do_not_shift_line_numbers)
+{
+	/* libconfuse 3.3 alone would say line 10 here */
+	struct moat_config *c;
+	struct moat_config_errors e;
+	char want[600];
+	const char *p = write_file("k.conf", "# one\n// two\n/* three\n four */\n"
+				   "max_errors = 3 # five\nmax_connections = lots\n" GOOD_LISTENER);
+	CHECK(moat_config_load(p, NULL, 0, &c, &e) == -1);
+	snprintf(want, sizeof(want), "%s:6: invalid integer value", p);
+	CHECK(has_error(&e, want));
+	moat_config_errors_free(&e);
+	p = write_file("l.conf", "# x\nlistener one {\n # y\n listen = \"127.0.0.1:0\"\n"
+		       " upstream = \"127.0.0.1:25\"\n}\n");
+	CHECK(moat_config_load(p, NULL, 0, &c, &e) == -1);
+	snprintf(want, sizeof(want), "%s:4: listener one: listen:", p);
+	CHECK(has_error(&e, want));
+	moat_config_errors_free(&e);
+}
+
+TEST(unbalanced_braces_and_strings)
+{
+	struct moat_config *c;
+	struct moat_config_errors e;
+	char want[600];
+	const char *p = write_file("m.conf", "max_errors = 3\nlistener in {\n listen = \"127.0.0.1:2525\"\n");
+	CHECK(moat_config_load(p, NULL, 0, &c, &e) == -1);
+	snprintf(want, sizeof(want), "%s:2: expected } to close the section", p);
+	CHECK(has_error(&e, want));
+	moat_config_errors_free(&e);
+	p = write_file("n.conf", "hostname = \"open\nmax_errors = 3\n");
+	CHECK(moat_config_load(p, NULL, 0, &c, &e) == -1);
+	snprintf(want, sizeof(want), "%s:1: expected the closing quote", p);
+	CHECK(has_error(&e, want));
+	moat_config_errors_free(&e);
+}
+
+TEST(include_relative_to_including_file)
+{
+	struct moat_config *c;
+	struct moat_config_errors e;
+	write_file("rel.conf", "max_recipients = 9\n");
+	const char *p = write_file("o.conf", "include(\"rel.conf\")\n" GOOD_LISTENER);
+	CHECK(moat_config_load(p, NULL, 0, &c, &e) == 0);
+	CHECK(c && c->max_recipients == 9);
+	if (c)
+		moat_config_unref(c);
+	moat_config_errors_free(&e);
+	p = write_file("q.conf", "include(\"absent.conf\")\n" GOOD_LISTENER);
+	CHECK(moat_config_load(p, NULL, 0, &c, &e) == -1);
+	CHECK(has_error(&e, ":1: include: ") && has_error(&e, "absent.conf: cannot read"));
+	moat_config_errors_free(&e);
+}
+
 TEST(missing_file)
 {
 	struct moat_config *c;
@@ -201,6 +255,9 @@ int main(void)
 	RUN(xclient_off_needs_acknowledgement);
 	RUN(addresses_and_required_options);
 	RUN(include_reports_the_included_file);
+	RUN(comments_do_not_shift_line_numbers);
+	RUN(unbalanced_braces_and_strings);
+	RUN(include_relative_to_including_file);
 	RUN(missing_file);
 	RUN(refcount);
 	char cmd[600];

@@ -298,12 +298,21 @@ TEST(long_lines)
 	CHECK(decode_all(in, 1004, 1000, &r));
 	CHECK(r.status == SMTP_DATA_END && r.flags == SMTP_DATA_LONG_LINE);
 	CHECK(r.out.len == 1001);
-	/* Dot-stuffing counts on the wire: "." + 997 + CRLF = 1000 ok. */
+	/* The stuffing dot does not count (RFC 5321 4.5.3.1.6): a legal
+	 * 1000-octet line ".<997>CRLF" is 1001 octets on the wire. */
 	in[0] = '.';
-	memset(in + 1, 'a', 997);
-	memcpy(in + 998, "\r\n.\r\n", 5);
-	CHECK(decode_all(in, 1003, 1000, &r));
-	CHECK(r.flags == 0 && r.out.len == 999);
+	in[1] = '.';
+	memset(in + 2, 'a', 997);
+	memcpy(in + 999, "\r\n.\r\n", 5);
+	CHECK(decode_all(in, 1004, 1000, &r));
+	CHECK(r.flags == 0 && r.out.len == 1000);
+	/* ...but one octet more is too long. */
+	in[0] = '.';
+	in[1] = '.';
+	memset(in + 2, 'a', 998);
+	memcpy(in + 1000, "\r\n.\r\n", 5);
+	CHECK(decode_all(in, 1005, 1000, &r));
+	CHECK(r.flags == SMTP_DATA_LONG_LINE);
 	/* Many short lines never add up. */
 	n = 0;
 	for (int i = 0; i < 500; i++)
