@@ -26,7 +26,8 @@ LDLIBS    := $(PKG_LIBS) -lpthread
 # Debian packages. Runtime and build: what `make demo` needs.
 DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev postfix swaks
 # The test suite adds clang's libFuzzer, Python for the test servers,
-# redis and a man-page linter.
+# groff/man-db to lint the man pages, util-linux (unshare, script) and
+# procps.
 CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 groff-base man-db procps util-linux iproute2
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c)
@@ -102,6 +103,7 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 755 $(B)/moatd $(DESTDIR)$(PREFIX)/sbin/moatd
 	install -m 755 $(B)/moat $(DESTDIR)$(PREFIX)/bin/moat
+	install -d -m 700 $(DESTDIR)/var/spool/moat
 	test -e $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf || install -m 644 conf/moat.conf $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf
 	install -m 644 man/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/moat.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -129,6 +130,20 @@ static void write_pid_file(const char *path)
 	fclose(f);
 }
 
+/* Each session may hold two descriptors (client, upstream) and a spool
+ * file: raise the soft limit towards what max_connections needs. */
+static void raise_fd_limit(long max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections * 3 + 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
+		moat_log(LOG_WARNING, "open file limit %lu is below the %lu that max_connections = %ld "
+			 "may need", (unsigned long)rl.rlim_cur, (unsigned long)want, max_connections);
+}
+
 int main(int argc, char **argv)
 {
 	struct moat_config *c;
@@ -167,6 +182,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	moat_log_open("moatd", g.foreground, c->facility);
+	raise_fd_limit(c->max_connections);
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	g.base = event_base_new();

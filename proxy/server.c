@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "session.h"
@@ -174,7 +175,9 @@ int server_apply_config(struct server *srv, struct moat_config *conf, char *err,
 			continue;
 		nl[i]->evl = evconnlistener_new_bind(srv->base, accept_cb, nl[i],
 						     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-						     LEV_OPT_CLOSE_ON_EXEC, 511,
+						     LEV_OPT_CLOSE_ON_EXEC |
+						     (lc->listen_addr.ss.ss_family == AF_INET6 ?
+						      LEV_OPT_BIND_IPV6ONLY : 0), 511,
 						     (struct sockaddr *)&lc->listen_addr.ss,
 						     (int)lc->listen_addr.len);
 		if (!nl[i]->evl) {

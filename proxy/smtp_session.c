@@ -235,7 +235,8 @@ static void queue_id(const char *text, size_t len, char *out, size_t outlen)
 		snprintf(out, outlen, "-");
 }
 
-/* result: accepted, rejected, tempfailed, failed. */
+/* result: accepted (2xx), rejected (5xx) or tempfailed (4xx): what the
+ * client was told. */
 static void log_message(struct session *s, int code, const char *text, size_t textlen)
 {
 	char rcpts[2048], rtext[512], qid[64];
@@ -276,6 +277,9 @@ static void end_message(struct session *s, int code, const char *fmt, ...)
 	int n = snprintf(full, sizeof(full), "%d %s", code, text);
 	log_message(s, code, full, n > 0 ? (size_t)n : 0);
 	tx_reset(s);
+	/* The upstream took MAIL and RCPT for this message: a fresh
+	 * connection for the next one is simpler and safer than RSET. */
+	drop_upstream(s);
 }
 
 /* ---- upstream connection -------------------------------------------- */
@@ -290,10 +294,14 @@ static void on_upstream_open(void *arg, enum upstream_status st, const struct sm
 
 	s->after_open = NULL;
 	if (st == UPSTREAM_EXCLIENT) {
-		moat_log(LOG_ERR, "session=%s listener=%s: xclient = yes but the upstream %s %s XCLIENT; "
+		char why[160];
+		if (r && r->code / 100 != 2)
+			snprintf(why, sizeof(why), "refused XCLIENT with %d", r->code);
+		else
+			snprintf(why, sizeof(why), "does not offer XCLIENT with the ADDR attribute");
+		moat_log(LOG_ERR, "session=%s listener=%s: xclient = yes but the upstream %s %s; "
 			 "mail is tempfailed until it does (Postfix: smtpd_authorized_xclient_hosts)",
-			 s->id, s->lconf->name, s->lconf->upstream,
-			 r && r->code != 250 ? "refused" : "does not offer");
+			 s->id, s->lconf->name, s->lconf->upstream, why);
 		drop_upstream(s);
 		reply(s, 451, "4.3.5 Service temporarily unavailable (upstream configuration)");
 		tx_reset(s);
@@ -301,9 +309,13 @@ static void on_upstream_open(void *arg, enum upstream_status st, const struct sm
 		return;
 	}
 	if (st != UPSTREAM_OK) {
-		moat_log(LOG_WARNING, "session=%s listener=%s: upstream %s: %s%s%d",
-			 s->id, s->lconf->name, s->lconf->upstream, upstream_status_text(st),
-			 r ? ", reply " : "", r ? r->code : 0);
+		if (r)
+			moat_log(LOG_WARNING, "session=%s listener=%s: upstream %s: %s, reply %d",
+				 s->id, s->lconf->name, s->lconf->upstream, upstream_status_text(st),
+				 r->code);
+		else
+			moat_log(LOG_WARNING, "session=%s listener=%s: upstream %s: %s",
+				 s->id, s->lconf->name, s->lconf->upstream, upstream_status_text(st));
 		drop_upstream(s);
 		reply(s, 451, "4.4.1 Upstream mail server unavailable, try again later");
 		tx_reset(s);
@@ -366,8 +378,8 @@ typedef void (*hook_cont_fn)(struct session *, const struct moat_hook_reply *);
 static void hook_outcome(struct session *s, const struct moat_hook_reply *r)
 {
 	if (r->timed_out)
-		moat_log(LOG_WARNING, "session=%s: hook %s did not answer at stage %s within %lds; "
-			 "going on without its opinion", s->id, r->hook,
+		moat_log(LOG_WARNING, "session=%s: hook %s timed out at stage %s after %lds "
+			 "(hook_timeout); going on without its opinion", s->id, r->hook,
 			 moat_stage_name(s->hook_stage), s->conf->hook_timeout);
 	else if (r->code)
 		moat_log(LOG_INFO, "session=%s: hook %s at stage %s: %d %s", s->id, r->hook,
@@ -844,7 +856,10 @@ static void dispatch(struct session *s, const char *line, size_t len)
 		return;
 	}
 	if (smtp_cmd_parse(line, len, &c) < 0) {
-		reply(s, 500, "5.5.2 Error: bad characters in command");
+		if (memchr(line, '\n', len))
+			reply(s, 500, "5.5.2 Error: bare <LF> received; lines end with <CR><LF>");
+		else
+			reply(s, 500, "5.5.2 Error: bad characters in command");
 		return;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -884,9 +899,10 @@ static void on_final_reply(void *arg, enum upstream_status st, const struct smtp
 		size_t n;
 		const char *t = smtp_reply_last_text(r, &n);
 		char full[600];
-		int k = snprintf(full, sizeof(full), "%d %s%s%.*s", r->code, r->enhanced,
+		int code = r->code == 421 ? 451 : r->code;	/* as relay_reply() */
+		int k = snprintf(full, sizeof(full), "%d %s%s%.*s", code, r->enhanced,
 				 r->enhanced[0] ? " " : "", (int)n, t);
-		log_message(s, r->code, full, k > 0 ? (size_t)k : 0);
+		log_message(s, code, full, k > 0 ? (size_t)k : 0);
 		tx_reset(s);
 		if (!upstream_ready(s->up))
 			drop_upstream(s);
@@ -997,7 +1013,10 @@ static void process(struct session *s)
 		if (evbuffer_get_length(out) > OUT_PAUSE)
 			return;	/* write_cb resumes once the client reads */
 		size_t eol_len = 0;
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+		/* Only CRLF ends a command line (as only CRLF.CRLF ends DATA):
+		 * a bare LF stays inside the line, which is then refused. */
+		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len,
+							      EVBUFFER_EOL_CRLF_STRICT);
 		if (eol.pos < 0) {
 			if (evbuffer_get_length(in) > max) {
 				if (!s->discarding)

@@ -261,7 +261,9 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 			smtp_caps_parse(r, &up->caps);
 		}
 		if (up->phase == P_EHLO && up->p.xclient) {
-			if (!(up->caps.ext & SMTP_EXT_XCLIENT)) {
+			/* Without ADDR, XCLIENT cannot say who the client is. */
+			if (!(up->caps.ext & SMTP_EXT_XCLIENT) ||
+			    !(up->caps.xclient & SMTP_XCLIENT_ADDR)) {
 				up->phase = P_DEAD;
 				complete(up, UPSTREAM_EXCLIENT, r);
 				return;
@@ -288,7 +290,8 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 		complete(up, UPSTREAM_OK, r);
 		return;
 	case P_XCLIENT:
-		if (r->code != 220) {
+		/* Postfix answers 220 (a new greeting); accept any 2xx. */
+		if (r->code / 100 != 2) {
 			up->phase = P_DEAD;
 			complete(up, UPSTREAM_EXCLIENT, r);
 			return;

@@ -26,11 +26,12 @@ static void on_probe(void *arg, enum upstream_status st, const struct smtp_reply
 	if (st == UPSTREAM_OK) {
 		server_learn_caps(p->srv, p->listener, upstream_caps(p->up));
 	} else {
-		struct listener *l = server_find_listener(p->srv, p->listener);
-		moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s%s%d%s",
-			 p->listener, upstream_status_text(st), r ? " (reply " : "",
-			 r ? r->code : 0, r ? ")" : "");
-		(void)l;
+		if (r)
+			moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s (reply %d)",
+				 p->listener, upstream_status_text(st), r->code);
+		else
+			moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s",
+				 p->listener, upstream_status_text(st));
 	}
 	upstream_close(p->up);
 	free(p->listener);

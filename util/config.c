@@ -386,7 +386,7 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 				  opt_where(c, l, "xclient", w, sizeof(w)), l->name);
 		for (size_t j = 0; j < i; j++)
 			if (l->listen && c->listeners[j].listen &&
-			    strcmp(l->listen, c->listeners[j].listen) == 0)
+			    moat_addr_equal(&l->listen_addr, &c->listeners[j].listen_addr))
 				add_error(errs, "%s: listener %s: listen address %s already used by listener %s",
 					  opt_where(c, l, "listen", w, sizeof(w)), l->name, l->listen,
 					  c->listeners[j].name);

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "hook.h"
@@ -103,6 +104,36 @@ static enum moat_hook_status on_rcpt(const struct moat_msgctx *ctx,
 	return MOAT_HOOK_CONTINUE;
 }
 
+/* Looks for a header "X-Test-Hook: reject": name case-insensitive,
+ * value possibly folded onto the next lines. */
+static int wants_reject(char *hdrs)
+{
+	/* unfold: CRLF followed by space or tab continues the field */
+	char *w = hdrs;
+	for (char *r = hdrs; *r; r++) {
+		if (r[0] == '\r' && r[1] == '\n' && (r[2] == ' ' || r[2] == '\t')) {
+			r++;
+			continue;
+		}
+		*w++ = *r;
+	}
+	*w = '\0';
+	for (char *line = hdrs; line && *line;) {
+		char *next = strstr(line, "\r\n");
+		if (next)
+			*next = '\0';
+		if (strncasecmp(line, "X-Test-Hook:", 12) == 0) {
+			char *v = line + 12;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			if (strncasecmp(v, "reject", 6) == 0)
+				return 1;
+		}
+		line = next ? next + 2 : NULL;
+	}
+	return 0;
+}
+
 static enum moat_hook_status on_eom(const struct moat_msgctx *ctx,
 				    struct moat_hook_call *call)
 {
@@ -113,8 +144,8 @@ static enum moat_hook_status on_eom(const struct moat_msgctx *ctx,
 	buf[n] = '\0';
 	char *end = strstr(buf, "\r\n\r\n");	/* headers only */
 	if (end)
-		*end = '\0';
-	if (strstr(buf, "\r\nX-Test-Hook: reject") || strncmp(buf, "X-Test-Hook: reject", 19) == 0) {
+		end[2] = '\0';
+	if (wants_reject(buf)) {
 		moat_hook_call_reply(call, 550, "5.7.1 message rejected by test hook");
 		return MOAT_HOOK_REPLY;
 	}
