@@ -171,6 +171,11 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	/* In the background the working directory is /, and SIGHUP reads
+	 * the file again: remember where it really is. */
+	static char abspath[4096];
+	if (g.path && g.path[0] != '/' && realpath(g.path, abspath))
+		g.path = abspath;
 
 	if (moat_config_load(g.path, g.overrides, g.noverrides, &c, &errs) < 0) {
 		report_errors(&errs, 0);

@@ -547,12 +547,14 @@ class Upstream:
                     qid = "%s%05d" % (self.queue_prefix, self.nqueued)
                     msg.reply = cfg["replies"].get("eod") or ("250 2.0.0 Ok: queued as %s" % qid)
                     msg.queue_id = qid
-                    msg.accepted = None
+                    # decided before replying: a client seeing 250 must find it accepted
+                    msg.accepted = (msg.reply[:1] == "2" and "eod" not in cfg["close_at"]
+                                    and "eod" not in cfg["hang_at"])
                     with self.lock:
                         sess.messages.append(msg)
                     if cfg["eod_delay"]:
                         time.sleep(cfg["eod_delay"])
-                    msg.accepted = respond("eod", "250 2.0.0 Ok: queued as %s" % qid)
+                    respond("eod", "250 2.0.0 Ok: queued as %s" % qid)
                     mail = None
                     rcpts = []
                 elif verb == b"RSET":
@@ -725,6 +727,7 @@ def expect_reply(r, code, enhanced=None, what="reply"):
 # ---------------------------------------------------------------- moatd
 
 _current_rigs = []
+_all_moatds = []     # every Moatd of the current test (the runner cleans up)
 
 
 class Moatd:
@@ -767,6 +770,8 @@ class Moatd:
         self.proc = None
         self.exit_code = None
         self.log_fh = None
+        self.own_tmp = tmp is None
+        _all_moatds.append(self)
         self.write_config()
 
     @staticmethod
@@ -1049,6 +1054,7 @@ def run_tests(module_globals, timeout_per_test=60):
     signal.signal(signal.SIGALRM, on_alarm)
     for name, fn in tests:
         del _current_rigs[:]
+        del _all_moatds[:]
         t0 = time.time()
         why = None
         tb = ""
@@ -1080,9 +1086,16 @@ def run_tests(module_globals, timeout_per_test=60):
                 if rep:
                     why = "sanitizer report in moatd log: " + rep
         dt = time.time() - t0
+        for md in _all_moatds:
+            try:
+                if md.running():
+                    md.stop(check_exit=False)
+            except Exception:
+                pass
         if why is None and not os.environ.get("MOAT_TEST_KEEP"):
-            for r in _current_rigs:
-                shutil.rmtree(r.moatd.tmp, ignore_errors=True)
+            for md in _all_moatds:
+                if md.own_tmp:
+                    shutil.rmtree(md.tmp, ignore_errors=True)
         full = "%s.%s" % (prog, name[5:])
         if why is None:
             print("ok %s" % full, flush=True)
