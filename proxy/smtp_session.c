@@ -60,6 +60,7 @@ struct session {
 	int client_port;
 	struct bufferevent *bev;
 	struct event *resume_ev;
+	struct event *final_ev;		/* bounds end of data -> final reply */
 	enum state state;
 	int esmtp;
 	char *helo;
@@ -889,6 +890,7 @@ static int spool_out(void *arg, const char *buf, size_t len)
 static void on_final_reply(void *arg, enum upstream_status st, const struct smtp_reply *r)
 {
 	struct session *s = arg;
+	evtimer_del(s->final_ev);
 	if (st != UPSTREAM_OK) {
 		moat_log(LOG_WARNING, "session=%s: upstream %s during DATA: %s", s->id,
 			 s->lconf->upstream, upstream_status_text(st));
@@ -913,11 +915,13 @@ static void on_final_reply(void *arg, enum upstream_status st, const struct smtp
 static void eom_continue(struct session *s, const struct moat_hook_reply *r)
 {
 	if (r->code) {
+		evtimer_del(s->final_ev);
 		end_message(s, r->code, "%s", r->text);
 		command_done(s);
 		return;
 	}
 	if (!upstream_ready(s->up)) {
+		evtimer_del(s->final_ev);
 		drop_upstream(s);
 		end_message(s, 451, "4.4.2 Upstream connection lost, try again later");
 		command_done(s);
@@ -959,7 +963,27 @@ static void data_end(struct session *s)
 		command_done(s);
 		return;
 	}
+	/* The client waits for its final reply for 10 minutes (RFC 5321
+	 * 4.5.3.2.6): filters, the upstream's DATA and its final reply
+	 * together get upstream_data_timeout (at most 540 s). */
+	struct timeval tv = {s->conf->upstream_data_timeout, 0};
+	evtimer_add(s->final_ev, &tv);
 	run_hooks(s, MOAT_STAGE_EOM, eom_continue);
+}
+
+static void final_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state != S_WAIT || !s->spool)
+		return;
+	moat_log(LOG_WARNING, "session=%s: no final reply within upstream_data_timeout (%lds); "
+		 "tempfailing the message", s->id, s->conf->upstream_data_timeout);
+	moat_hook_run_cancel(s->hook_run);
+	s->hook_run = NULL;
+	end_message(s, 451, "4.4.2 Upstream too slow, message not delivered, try again later");
+	command_done(s);
 }
 
 /* Feeds client input to the DATA decoder. Returns 1 if the message
@@ -1118,7 +1142,10 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 	s->client_port = moat_addr_port(peer);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->resume_ev = event_new(srv->base, -1, 0, resume_cb, s);
-	if (!s->bev || !s->resume_ev) {
+	s->final_ev = evtimer_new(srv->base, final_deadline_cb, s);
+	if (!s->bev || !s->resume_ev || !s->final_ev) {
+		if (s->final_ev)
+			event_free(s->final_ev);
 		if (!s->bev)
 			evutil_closesocket(fd);
 		if (s->bev)
@@ -1178,6 +1205,7 @@ static void session_free(struct session *s)
 	free(s->helo);
 	bufferevent_free(s->bev);
 	event_free(s->resume_ev);
+	event_free(s->final_ev);
 	if (s->prev)
 		s->prev->next = s->next;
 	else

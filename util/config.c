@@ -76,7 +76,7 @@ static const struct opt_def global_opts[] = {
 	{"upstream_timeout", OPT_INT, G(upstream_timeout), 120, NULL, 1, 3600, NULL,
 	 "Seconds to wait for the upstream's reply to a command."},
 	{"upstream_data_timeout", OPT_INT, G(upstream_data_timeout), 300, NULL, 1, 540, NULL,
-	 "Seconds to wait for the upstream's reply after the message; kept below the client's 10-minute final-reply timeout."},
+	 "Seconds from the end of the client's message to its final reply (filters, the upstream's DATA and reply together); kept below the client's 10-minute timeout."},
 	{"upstream_probe_interval", OPT_INT, G(upstream_probe_interval), 300, NULL, 10, DAY, NULL,
 	 "Seconds between reads of the upstream's EHLO capabilities (also read at start and on reload)."},
 	{"shutdown_timeout", OPT_INT, G(shutdown_timeout), 30, NULL, 0, 3600, NULL,
