@@ -28,7 +28,7 @@ DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev postfix s
 # The test suite adds clang's libFuzzer, Python for the test servers,
 # groff/man-db to lint the man pages, util-linux (unshare, script) and
 # procps.
-CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 groff-base man-db procps util-linux iproute2
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 groff-base man-db procps util-linux mount bsdutils
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c)
 B         := build
