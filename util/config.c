@@ -26,19 +26,6 @@
 #include "config_source.h"
 #include "log.h"
 
-enum opt_type { OPT_INT, OPT_STR, OPT_BOOL };
-
-struct opt_def {
-	const char *name;
-	enum opt_type type;
-	size_t offset;
-	long def_int;		/* OPT_INT, OPT_BOOL */
-	const char *def_str;	/* OPT_STR; NULL = no default */
-	long min, max;		/* OPT_INT */
-	const char *const *choices;	/* OPT_STR: allowed values, or NULL */
-	const char *doc;
-};
-
 static const char *const role_choices[] = {"inbound", "submission", NULL};
 static const char *const facility_choices[] = {
 	"mail", "daemon", "user", "local0", "local1", "local2", "local3",
@@ -48,71 +35,102 @@ static const char *const facility_choices[] = {
 #define L(field) offsetof(struct moat_listener_conf, field)
 #define DAY 86400L
 
-static const struct opt_def global_opts[] = {
-	{"hostname", OPT_STR, G(hostname), 0, "", 0, 0, NULL,
+static const struct moat_opt global_opts[] = {
+	{"hostname", MOAT_OPT_STR, G(hostname), 0, "", 0, 0, 0, NULL,
 	 "Name used in the greeting, the EHLO reply and Received: headers. Empty: the system's host name."},
-	{"max_connections", OPT_INT, G(max_connections), 1000, NULL, 1, 1000000, NULL,
+	{"max_connections", MOAT_OPT_INT, G(max_connections), 1000, NULL, 1, 1000000, 0, NULL,
 	 "Client sessions at once, in total; further clients get 421 4.7.0."},
-	{"max_connections_per_client", OPT_INT, G(max_connections_per_client), 50, NULL, 0, 1000000, NULL,
+	{"max_connections_per_client", MOAT_OPT_INT, G(max_connections_per_client), 50, NULL, 0, 1000000, 0, NULL,
 	 "Client sessions at once from one address; 0 means no limit."},
-	{"max_command_line", OPT_INT, G(max_command_line), 512, NULL, 512, 65536, NULL,
+	{"max_command_line", MOAT_OPT_INT, G(max_command_line), 512, NULL, 512, 65536, 0, NULL,
 	 "Longest command line in octets, CRLF included (RFC 5321: 512); longer gets 500 5.5.2."},
-	{"max_text_line", OPT_INT, G(max_text_line), 1000, NULL, 1000, 1000000, NULL,
+	{"max_text_line", MOAT_OPT_INT, G(max_text_line), 1000, NULL, 1000, 1000000, 0, NULL,
 	 "Longest message line in octets, CRLF included (RFC 5321: 1000); a message with a longer line gets 552 5.3.4."},
-	{"message_size_limit", OPT_INT, G(message_size_limit), 10240000, NULL, 1024, 2147483647L, NULL,
+	{"message_size_limit", MOAT_OPT_INT, G(message_size_limit), 10240000, NULL, 1024, 2147483647L, 0, NULL,
 	 "Largest message in octets, advertised with SIZE; larger gets 552 5.3.4."},
-	{"max_recipients", OPT_INT, G(max_recipients), 1000, NULL, 1, 100000, NULL,
+	{"max_recipients", MOAT_OPT_INT, G(max_recipients), 1000, NULL, 1, 100000, 0, NULL,
 	 "Recipients per message; further RCPT commands get 452 4.5.3."},
-	{"max_errors", OPT_INT, G(max_errors), 10, NULL, 1, 1000, NULL,
+	{"max_errors", MOAT_OPT_INT, G(max_errors), 10, NULL, 1, 1000, 0, NULL,
 	 "Error replies (4xx/5xx) in one session before moat answers 421 and disconnects."},
-	{"max_commands", OPT_INT, G(max_commands), 10000, NULL, 10, 10000000, NULL,
+	{"max_commands", MOAT_OPT_INT, G(max_commands), 10000, NULL, 10, 10000000, 0, NULL,
 	 "Commands in one session before moat answers 421 and disconnects."},
-	{"client_timeout", OPT_INT, G(client_timeout), 300, NULL, 1, DAY, NULL,
+	{"client_timeout", MOAT_OPT_INT, G(client_timeout), 300, NULL, 1, DAY, 0, NULL,
 	 "Seconds to wait for the client's next command (RFC 5321: at least 300)."},
-	{"data_timeout", OPT_INT, G(data_timeout), 300, NULL, 1, DAY, NULL,
+	{"data_timeout", MOAT_OPT_INT, G(data_timeout), 300, NULL, 1, DAY, 0, NULL,
 	 "Seconds to wait for more message data during DATA."},
-	{"upstream_connect_timeout", OPT_INT, G(upstream_connect_timeout), 30, NULL, 1, 3600, NULL,
+	{"upstream_connect_timeout", MOAT_OPT_INT, G(upstream_connect_timeout), 30, NULL, 1, 3600, 0, NULL,
 	 "Seconds to wait for the upstream's TCP connection and greeting."},
-	{"upstream_timeout", OPT_INT, G(upstream_timeout), 120, NULL, 1, 3600, NULL,
+	{"upstream_timeout", MOAT_OPT_INT, G(upstream_timeout), 120, NULL, 1, 3600, 0, NULL,
 	 "Seconds to wait for the upstream's reply to a command."},
-	{"upstream_data_timeout", OPT_INT, G(upstream_data_timeout), 300, NULL, 1, 540, NULL,
+	{"upstream_data_timeout", MOAT_OPT_INT, G(upstream_data_timeout), 300, NULL, 1, 540, 0, NULL,
 	 "Seconds from the end of the client's message to its final reply (filters, the upstream's DATA and reply together); kept below the client's 10-minute timeout."},
-	{"upstream_probe_interval", OPT_INT, G(upstream_probe_interval), 300, NULL, 10, DAY, NULL,
+	{"upstream_probe_interval", MOAT_OPT_INT, G(upstream_probe_interval), 300, NULL, 10, DAY, 0, NULL,
 	 "Seconds between reads of the upstream's EHLO capabilities (also read at start and on reload)."},
-	{"shutdown_timeout", OPT_INT, G(shutdown_timeout), 30, NULL, 0, 3600, NULL,
+	{"shutdown_timeout", MOAT_OPT_INT, G(shutdown_timeout), 30, NULL, 0, 3600, 0, NULL,
 	 "On SIGTERM, seconds given to transactions in flight before 421 4.3.2."},
-	{"hook_timeout", OPT_INT, G(hook_timeout), 30, NULL, 1, 3600, NULL,
+	{"hook_timeout", MOAT_OPT_INT, G(hook_timeout), 30, NULL, 1, 3600, 0, NULL,
 	 "Seconds one SMTP stage waits for its filter hooks; then the session goes on as if they had no opinion, and logs it."},
-	{"message_memory_limit", OPT_INT, G(message_memory_limit), 262144, NULL, 0, 1073741824L, NULL,
+	{"message_memory_limit", MOAT_OPT_INT, G(message_memory_limit), 262144, NULL, 0, 1073741824L, 0, NULL,
 	 "Octets of a message held in memory; the rest goes to a file in spool_directory until the upstream has it."},
-	{"spool_directory", OPT_STR, G(spool_directory), 0, "/var/spool/moat", 0, 0, NULL,
+	{"spool_directory", MOAT_OPT_STR, G(spool_directory), 0, "/var/spool/moat", 0, 0, 0, NULL,
 	 "Directory for messages larger than message_memory_limit (unlinked files, never left behind)."},
-	{"syslog_facility", OPT_STR, G(syslog_facility), 0, "mail", 0, 0, facility_choices,
+	{"syslog_facility", MOAT_OPT_STR, G(syslog_facility), 0, "mail", 0, 0, 0, facility_choices,
 	 "Syslog facility of the daemon's log."},
-	{"pid_file", OPT_STR, G(pid_file), 0, "/run/moatd.pid", 0, 0, NULL,
+	{"pid_file", MOAT_OPT_STR, G(pid_file), 0, "/run/moatd.pid", 0, 0, 0, NULL,
 	 "File the daemon writes its process id to when it runs in the background; empty for none."},
+	{"filters", MOAT_OPT_STR_LIST, G(filters), 0, "{}", 0, 0, 0, NULL,
+	 "The filters every message passes, in this order, each configured in its own section (conf/NAME.conf); a filter not listed does not run."},
+	{"dry_run", MOAT_OPT_BOOL, G(dry_run), 0, NULL, 0, 0, 0, NULL,
+	 "Filters and scores run and log what they would do, and the result header shows it, but nothing is rejected, tempfailed or discarded."},
 };
 
-static const struct opt_def listener_opts[] = {
-	{"listen", OPT_STR, L(listen), 0, NULL, 0, 0, NULL,
+static const struct moat_opt listener_opts[] = {
+	{"listen", MOAT_OPT_STR, L(listen), 0, NULL, 0, 0, 0, NULL,
 	 "Address and port to accept SMTP on: \"192.0.2.1:25\", \"[2001:db8::1]:25\", \"*:25\". Required."},
-	{"role", OPT_STR, L(role), 0, "inbound", 0, 0, role_choices,
+	{"role", MOAT_OPT_STR, L(role), 0, "inbound", 0, 0, 0, role_choices,
 	 "\"inbound\" (mail from the internet) or \"submission\" (mail from your users); filters and signing use it."},
-	{"upstream", OPT_STR, L(upstream), 0, NULL, 0, 0, NULL,
+	{"upstream", MOAT_OPT_STR, L(upstream), 0, NULL, 0, 0, 0, NULL,
 	 "Address and port of the MTA that receives the relayed mail (it must speak SMTP, not LMTP). Required."},
-	{"xclient", OPT_BOOL, L(xclient), 1, NULL, 0, 0, NULL,
+	{"xclient", MOAT_OPT_BOOL, L(xclient), 1, NULL, 0, 0, 0, NULL,
 	 "Tell the upstream the real client's address, name and HELO with XCLIENT; without it the upstream sees moat's own address."},
-	{"proxy_address_untrusted", OPT_BOOL, L(proxy_address_untrusted), 0, NULL, 0, 0, NULL,
+	{"proxy_address_untrusted", MOAT_OPT_BOOL, L(proxy_address_untrusted), 0, NULL, 0, 0, 0, NULL,
 	 "Required with xclient = no: states that the upstream does not trust moat's address (not in Postfix's mynetworks), which would otherwise make it an open relay."},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_SECTIONS 32
+
+/* Sections other modules registered (filters, scoring). */
+static const struct moat_section_def *sections[MAX_SECTIONS];
+static size_t nsections;
+
+void moat_config_register_section(const struct moat_section_def *def)
+{
+	for (size_t i = 0; i < nsections; i++)
+		if (sections[i] == def)
+			return;
+	if (nsections < MAX_SECTIONS)
+		sections[nsections++] = def;
+}
+
+const struct moat_section_def *moat_config_section_def(size_t i)
+{
+	return i < nsections ? sections[i] : NULL;
+}
+
+static const struct moat_section_def *find_section(const char *name)
+{
+	for (size_t i = 0; i < nsections; i++)
+		if (strcmp(sections[i]->name, name) == 0)
+			return sections[i];
+	return NULL;
+}
 
 /* Per-load state reached from libconfuse callbacks. libconfuse calls
  * them without a user pointer, so the state is found through a
  * thread-local (loads happen on one thread, one at a time per thread). */
 struct opt_line {
-	char title[64];		/* listener name */
+	char section[64];	/* "", a listener's title, or a section name */
 	char opt[40];
 	char where[600];	/* "file:line" */
 };
@@ -121,7 +139,7 @@ struct load_state {
 	struct moat_config_errors *errs;
 	const char *override;	/* "-o" argument being applied, or NULL */
 	struct config_source src;
-	struct opt_line *lines;	/* where each listener option was set */
+	struct opt_line *lines;	/* where each option was set */
 	size_t nlines;
 };
 static _Thread_local struct load_state *cur_load;
@@ -169,57 +187,97 @@ static void errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 		add_error(cur_load->errs, "%s: %s", loc, msg);
 }
 
-static const struct opt_def *find_def(const struct opt_def *defs, size_t n,
-				      const char *name)
+static const struct moat_opt *find_opt(const struct moat_opt *defs, size_t n, const char *name)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; defs && i < n; i++)
 		if (strcmp(defs[i].name, name) == 0)
 			return &defs[i];
 	return NULL;
 }
 
-/* Checks one value against its declaration; writes the problem into why. */
-static int check_value(const struct opt_def *d, cfg_opt_t *opt, char *why, size_t len)
+/* The declaration of option name in the section cfg is reading. */
+static const struct moat_opt *opt_for(cfg_t *cfg, const char *name)
 {
-	if (d->type == OPT_INT) {
+	if (strcmp(cfg->name, "root") == 0)
+		return find_opt(global_opts, NELEM(global_opts), name);
+	if (strcmp(cfg->name, "listener") == 0)
+		return find_opt(listener_opts, NELEM(listener_opts), name);
+	const struct moat_section_def *sd = find_section(cfg->name);
+	if (!sd)
+		return NULL;
+	const struct moat_opt *o = find_opt(sd->common, sd->ncommon, name);
+	return o ? o : find_opt(sd->opts, sd->nopts, name);
+}
+
+static int check_choice(const struct moat_opt *d, const char *v, char *why, size_t len)
+{
+	for (size_t i = 0; d->choices[i]; i++)
+		if (v && strcmp(v, d->choices[i]) == 0)
+			return 0;
+	size_t off = (size_t)snprintf(why, len, "%s: expected one of", d->name);
+	for (size_t i = 0; d->choices[i] && off < len; i++)
+		off += (size_t)snprintf(why + off, len - off, "%s \"%s\"", i ? "," : "",
+					d->choices[i]);
+	if (off < len)
+		snprintf(why + off, len - off, "; got \"%s\"", v ? v : "");
+	return -1;
+}
+
+/* Checks one value against its declaration; writes the problem into why. */
+static int check_value(const struct moat_opt *d, cfg_opt_t *opt, char *why, size_t len)
+{
+	switch (d->type) {
+	case MOAT_OPT_INT: {
 		long v = cfg_opt_getnint(opt, 0);
-		if (v < d->min || v > d->max) {
-			snprintf(why, len, "%s: expected an integer from %ld to %ld, got %ld",
+		if ((double)v < d->min || (double)v > d->max) {
+			snprintf(why, len, "%s: expected an integer from %.0f to %.0f, got %ld",
 				 d->name, d->min, d->max, v);
 			return -1;
 		}
-	} else if (d->type == OPT_STR && d->choices) {
-		const char *v = cfg_opt_getnstr(opt, 0);
-		for (size_t i = 0; d->choices[i]; i++)
-			if (v && strcmp(v, d->choices[i]) == 0)
-				return 0;
-		size_t off = (size_t)snprintf(why, len, "%s: expected one of", d->name);
-		for (size_t i = 0; d->choices[i] && off < len; i++)
-			off += (size_t)snprintf(why + off, len - off, "%s \"%s\"", i ? "," : "",
-						d->choices[i]);
-		if (off < len)
-			snprintf(why + off, len - off, "; got \"%s\"", v ? v : "");
-		return -1;
+		return 0;
+	}
+	case MOAT_OPT_FLOAT: {
+		double v = cfg_opt_getnfloat(opt, 0);
+		if (v < d->min || v > d->max) {
+			snprintf(why, len, "%s: expected a number from %g to %g, got %g",
+				 d->name, d->min, d->max, v);
+			return -1;
+		}
+		return 0;
+	}
+	case MOAT_OPT_STR:
+		return d->choices ? check_choice(d, cfg_opt_getnstr(opt, 0), why, len) : 0;
+	case MOAT_OPT_STR_LIST:
+		for (unsigned i = 0; d->choices && i < cfg_opt_size(opt); i++)
+			if (check_choice(d, cfg_opt_getnstr(opt, i), why, len) < 0)
+				return -1;
+		return 0;
+	case MOAT_OPT_BOOL:
+		return 0;
 	}
 	return 0;
 }
 
+static const char *section_key(cfg_t *cfg)
+{
+	if (strcmp(cfg->name, "root") == 0)
+		return "";
+	if (strcmp(cfg->name, "listener") == 0 && cfg_title(cfg))
+		return cfg_title(cfg);
+	return cfg->name;
+}
+
 static int validate(cfg_t *cfg, cfg_opt_t *opt)
 {
-	const struct opt_def *d;
+	const struct moat_opt *d = opt_for(cfg, opt->name);
 	char why[512], loc[512];
 
-	if (strcmp(cfg->name, "listener") == 0)
-		d = find_def(listener_opts, NELEM(listener_opts), opt->name);
-	else
-		d = find_def(global_opts, NELEM(global_opts), opt->name);
-	if (d && cur_load && !cur_load->override &&
-	    strcmp(cfg->name, "listener") == 0 && cfg_title(cfg)) {
+	if (d && cur_load && !cur_load->override) {
 		struct opt_line *n = realloc(cur_load->lines, (cur_load->nlines + 1) * sizeof(*n));
 		if (n) {
 			cur_load->lines = n;
 			n += cur_load->nlines++;
-			snprintf(n->title, sizeof(n->title), "%s", cfg_title(cfg));
+			snprintf(n->section, sizeof(n->section), "%s", section_key(cfg));
 			snprintf(n->opt, sizeof(n->opt), "%s", opt->name);
 			where(cfg, n->where, sizeof(n->where));
 		}
@@ -232,44 +290,65 @@ static int validate(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;	/* keep reading: every error gets reported */
 }
 
-static void build_opts(cfg_opt_t *out, const struct opt_def *defs, size_t n)
+static void build_opts(cfg_opt_t *out, const struct moat_opt *defs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		const struct opt_def *d = &defs[i];
+		const struct moat_opt *d = &defs[i];
 		switch (d->type) {
-		case OPT_INT:
+		case MOAT_OPT_INT:
 			out[i] = (cfg_opt_t)__CFG_INT(d->name, d->def_int, CFGF_NONE, 0, 0);
 			break;
-		case OPT_BOOL:
+		case MOAT_OPT_BOOL:
 			out[i] = (cfg_opt_t)__CFG_BOOL(d->name, d->def_int ? cfg_true : cfg_false,
 						       CFGF_NONE, 0, 0);
 			break;
-		case OPT_STR:
+		case MOAT_OPT_FLOAT:
+			out[i] = (cfg_opt_t){d->name, 0, CFGT_FLOAT, 0, 0, CFGF_NONE, 0,
+					     {0, d->def_float, cfg_false, 0, 0}, 0, {0}, 0, 0, 0, 0, 0};
+			break;
+		case MOAT_OPT_STR:
 			out[i] = (cfg_opt_t)__CFG_STR(d->name, d->def_str,
 						      d->def_str ? CFGF_NONE : CFGF_NODEFAULT, 0, 0);
+			break;
+		case MOAT_OPT_STR_LIST:
+			out[i] = (cfg_opt_t)__CFG_STR_LIST(d->name, (char *)d->def_str, CFGF_NONE, 0, 0);
 			break;
 		}
 		out[i].validcb = validate;
 	}
 }
 
-static int copy_opts(void *base, cfg_t *cfg, const struct opt_def *defs, size_t n)
+static int copy_opts(void *base, cfg_t *cfg, const struct moat_opt *defs, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		const struct opt_def *d = &defs[i];
+		const struct moat_opt *d = &defs[i];
 		char *p = (char *)base + d->offset;
 		switch (d->type) {
-		case OPT_INT:
+		case MOAT_OPT_INT:
 			*(long *)(void *)p = cfg_getint(cfg, d->name);
 			break;
-		case OPT_BOOL:
+		case MOAT_OPT_BOOL:
 			*(int *)(void *)p = cfg_getbool(cfg, d->name) ? 1 : 0;
 			break;
-		case OPT_STR: {
+		case MOAT_OPT_FLOAT:
+			*(double *)(void *)p = cfg_getfloat(cfg, d->name);
+			break;
+		case MOAT_OPT_STR: {
 			const char *s = cfg_size(cfg, d->name) ? cfg_getstr(cfg, d->name) : NULL;
 			*(char **)(void *)p = s ? strdup(s) : NULL;
 			if (s && !*(char **)(void *)p)
 				return -1;
+			break;
+		}
+		case MOAT_OPT_STR_LIST: {
+			struct moat_str_list *l = (struct moat_str_list *)(void *)p;
+			l->n = cfg_size(cfg, d->name);
+			l->v = calloc(l->n + 1, sizeof(char *));
+			if (!l->v)
+				return -1;
+			for (size_t j = 0; j < l->n; j++)
+				if (!(l->v[j] = strdup(cfg_getnstr(cfg, d->name, (unsigned)j))))
+					return -1;
 			break;
 		}
 		}
@@ -277,11 +356,19 @@ static int copy_opts(void *base, cfg_t *cfg, const struct opt_def *defs, size_t 
 	return 0;
 }
 
-static void free_strs(void *base, const struct opt_def *defs, size_t n)
+static void free_opts(void *base, const struct moat_opt *defs, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (defs[i].type == OPT_STR)
-			free(*(char **)(void *)((char *)base + defs[i].offset));
+	for (size_t i = 0; defs && i < n; i++) {
+		char *p = (char *)base + defs[i].offset;
+		if (defs[i].type == MOAT_OPT_STR) {
+			free(*(char **)(void *)p);
+		} else if (defs[i].type == MOAT_OPT_STR_LIST) {
+			struct moat_str_list *l = (struct moat_str_list *)(void *)p;
+			for (size_t j = 0; l->v && j < l->n; j++)
+				free(l->v[j]);
+			free(l->v);
+		}
+	}
 }
 
 const char *moat_config_default_path(void)
@@ -289,7 +376,7 @@ const char *moat_config_default_path(void)
 	return MOAT_SYSCONFDIR "/moat/moat.conf";
 }
 
-/* Applies one "-o name=value". */
+/* Applies one "-o name=value": "opt", "listener.NAME.opt", "SECTION.opt". */
 static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors *errs)
 {
 	char name[256];
@@ -318,6 +405,14 @@ static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors
 			return -1;
 		}
 		optname = dot + 1;
+	} else if (strchr(name, '.')) {
+		char *dot = strchr(name, '.');
+		*dot = '\0';
+		if (!find_section(name) || !(sec = cfg_getsec(cfg, name))) {
+			add_error(errs, "-o %s: no section \"%s\"", arg, name);
+			return -1;
+		}
+		optname = dot + 1;
 	}
 	cfg_opt_t *opt = cfg_getopt(sec, optname);
 	if (!opt || opt->type == CFGT_SEC || opt->type == CFGT_FUNC) {
@@ -327,7 +422,15 @@ static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors
 		return -1;
 	}
 	size_t before = errs->n;
-	if (!cfg_setopt(sec, opt, eq + 1)) {
+	if (opt->flags & CFGF_LIST) {
+		/* "-o filters=a,b" replaces the list */
+		char *copy = strdup(eq + 1);
+		cfg_free_value(opt);
+		for (char *tok = copy ? strtok(copy, ", ") : NULL; tok; tok = strtok(NULL, ", "))
+			if (!cfg_setopt(sec, opt, tok))
+				break;
+		free(copy);
+	} else if (!cfg_setopt(sec, opt, eq + 1)) {
 		if (errs->n == before)
 			add_error(errs, "-o %s: invalid value for %s", arg, optname);
 		return -1;
@@ -336,26 +439,52 @@ static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors
 	return errs->n == before ? 0 : -1;
 }
 
-/* Where listener NAME's option OPT was set: "file:line", else where the
- * section is. */
-static const char *opt_where(const struct moat_config *c, const struct moat_listener_conf *l,
-			     const char *opt, char *buf, size_t len)
+/* Where option opt of section key ("" global, a listener's name, a
+ * section's name) was set: "file:line", or fallback. */
+static const char *opt_where(const char *key, const char *opt, const char *fallback_file,
+			     int fallback_line, char *buf, size_t len)
 {
 	if (cur_load)
 		for (size_t i = cur_load->nlines; i-- > 0;)
-			if (strcmp(cur_load->lines[i].title, l->name) == 0 &&
+			if (strcmp(cur_load->lines[i].section, key) == 0 &&
 			    strcmp(cur_load->lines[i].opt, opt) == 0)
 				return cur_load->lines[i].where;
-	int line = l->line;
-	const char *file = c->path;
-	if (cur_load)
-		file = config_source_where(&cur_load->src, l->line, &line);
-	snprintf(buf, len, "%s:%d", file, line);
+	int line = fallback_line;
+	const char *file = fallback_file;
+	if (cur_load && fallback_line > 0)
+		file = config_source_where(&cur_load->src, fallback_line, &line);
+	if (line > 0)
+		snprintf(buf, len, "%s:%d", file, line);
+	else
+		snprintf(buf, len, "%s", file);
 	return buf;
 }
 
+struct moat_section_ctx {
+	struct moat_config *c;
+	const struct moat_section_def *def;
+	struct moat_config_errors *errs;
+	char buf[600];
+};
+
+void moat_section_error(struct moat_section_ctx *ctx, const char *opt, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	add_error(ctx->errs, "%s: %s: %s%s%s", moat_section_where(ctx, opt), ctx->def->name,
+		  opt, *opt ? ": " : "", msg);
+}
+
+const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt)
+{
+	return opt_where(ctx->def->name, opt, ctx->c->path, 0, ctx->buf, sizeof(ctx->buf));
+}
+
 /* Checks what one option alone cannot: required options, addresses,
- * the XCLIENT safety rule, duplicate listen addresses. */
+ * the XCLIENT safety rule, duplicate listen addresses, known filters. */
 static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 {
 	char why[256], w[600];
@@ -369,31 +498,49 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 				     ? MOAT_ROLE_SUBMISSION : MOAT_ROLE_INBOUND;
 		if (!l->listen)
 			add_error(errs, "%s: listener %s: expected listen = \"address:port\"",
-				  opt_where(c, l, "", w, sizeof(w)), l->name);
+				  opt_where(l->name, "", c->path, l->line, w, sizeof(w)), l->name);
 		else if (moat_addr_parse(l->listen, &l->listen_addr, why, sizeof(why)) < 0)
 			add_error(errs, "%s: listener %s: listen: %s",
-				  opt_where(c, l, "listen", w, sizeof(w)), l->name, why);
+				  opt_where(l->name, "listen", c->path, l->line, w, sizeof(w)), l->name, why);
 		if (!l->upstream)
 			add_error(errs, "%s: listener %s: expected upstream = \"address:port\"",
-				  opt_where(c, l, "", w, sizeof(w)), l->name);
+				  opt_where(l->name, "", c->path, l->line, w, sizeof(w)), l->name);
 		else if (moat_addr_parse(l->upstream, &l->upstream_addr, why, sizeof(why)) < 0)
 			add_error(errs, "%s: listener %s: upstream: %s",
-				  opt_where(c, l, "upstream", w, sizeof(w)), l->name, why);
+				  opt_where(l->name, "upstream", c->path, l->line, w, sizeof(w)), l->name, why);
 		if (!l->xclient && !l->proxy_address_untrusted)
 			add_error(errs, "%s: listener %s: xclient = no needs proxy_address_untrusted = yes: "
 				  "without XCLIENT the upstream sees every client as moat's address; "
 				  "make sure that address is not trusted (Postfix mynetworks), then say so",
-				  opt_where(c, l, "xclient", w, sizeof(w)), l->name);
+				  opt_where(l->name, "xclient", c->path, l->line, w, sizeof(w)), l->name);
 		for (size_t j = 0; j < i; j++)
 			if (l->listen && c->listeners[j].listen &&
 			    moat_addr_equal(&l->listen_addr, &c->listeners[j].listen_addr))
 				add_error(errs, "%s: listener %s: listen address %s already used by listener %s",
-					  opt_where(c, l, "listen", w, sizeof(w)), l->name, l->listen,
-					  c->listeners[j].name);
+					  opt_where(l->name, "listen", c->path, l->line, w, sizeof(w)),
+					  l->name, l->listen, c->listeners[j].name);
 	}
 	if (c->spool_directory && c->spool_directory[0] != '/')
 		add_error(errs, "%s: spool_directory: expected an absolute path, got \"%s\"",
-			  c->path, c->spool_directory);
+			  opt_where("", "spool_directory", c->path, 0, w, sizeof(w)), c->spool_directory);
+	for (size_t i = 0; i < c->filters.n; i++) {
+		const struct moat_section_def *sd = find_section(c->filters.v[i]);
+		if (!sd || !sd->common) {	/* only filters have the common options */
+			char known[512] = "";
+			size_t off = 0;
+			for (size_t j = 0; j < nsections && off < sizeof(known); j++)
+				if (sections[j]->common)
+					off += (size_t)snprintf(known + off, sizeof(known) - off, "%s%s",
+								off ? ", " : "", sections[j]->name);
+			add_error(errs, "%s: filters: expected the name of a filter (%s), got \"%s\"",
+				  opt_where("", "filters", c->path, 0, w, sizeof(w)),
+				  off ? known : "none built in", c->filters.v[i]);
+		}
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(c->filters.v[i], c->filters.v[j]) == 0)
+				add_error(errs, "%s: filters: \"%s\" is listed twice",
+					  opt_where("", "filters", c->path, 0, w, sizeof(w)), c->filters.v[i]);
+	}
 }
 
 /* include() lines are expanded before libconfuse sees the text; one it
@@ -407,14 +554,22 @@ static int include_func(cfg_t *cfg, cfg_opt_t *opt, int argc, const char **argv)
 	return -1;
 }
 
+static size_t count_opts(const struct moat_section_def *sd)
+{
+	return sd->ncommon + sd->nopts;
+}
+
 int moat_config_load(const char *path, char *const *overrides, size_t noverrides,
 		     struct moat_config **out, struct moat_config_errors *errs)
 {
-	cfg_opt_t gopts[NELEM(global_opts) + 3];
+	size_t nsec = nsections;
+	cfg_opt_t gopts[NELEM(global_opts) + MAX_SECTIONS + 3];
 	cfg_opt_t lopts[NELEM(listener_opts) + 1];
+	cfg_opt_t *sopts[MAX_SECTIONS] = {0};
 	struct load_state st;
 	struct moat_config *c = NULL;
-	cfg_t *cfg;
+	cfg_t *cfg = NULL;
+	char err[1024];
 	int rc;
 
 	memset(errs, 0, sizeof(*errs));
@@ -427,24 +582,33 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 	build_opts(lopts, listener_opts, NELEM(listener_opts));
 	lopts[NELEM(listener_opts)] = (cfg_opt_t)CFG_END();
 	build_opts(gopts, global_opts, NELEM(global_opts));
-	gopts[NELEM(global_opts)] = (cfg_opt_t)CFG_SEC("listener", lopts,
+	size_t g = NELEM(global_opts);
+	gopts[g++] = (cfg_opt_t)CFG_SEC("listener", lopts,
 			CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
-	gopts[NELEM(global_opts) + 1] = (cfg_opt_t)CFG_FUNC("include", include_func);
-	gopts[NELEM(global_opts) + 2] = (cfg_opt_t)CFG_END();
+	for (size_t i = 0; i < nsec; i++) {
+		const struct moat_section_def *sd = sections[i];
+		sopts[i] = calloc(count_opts(sd) + 1, sizeof(cfg_opt_t));
+		if (!sopts[i]) {
+			add_error(errs, "%s: out of memory", path);
+			goto out_free;
+		}
+		build_opts(sopts[i], sd->common, sd->ncommon);
+		build_opts(sopts[i] + sd->ncommon, sd->opts, sd->nopts);
+		sopts[i][count_opts(sd)] = (cfg_opt_t)CFG_END();
+		gopts[g++] = (cfg_opt_t)CFG_SEC(sd->name, sopts[i], CFGF_NONE);
+	}
+	gopts[g++] = (cfg_opt_t)CFG_FUNC("include", include_func);
+	gopts[g] = (cfg_opt_t)CFG_END();
 
-	char err[1024];
 	if (config_source_load(&st.src, path, err, sizeof(err)) < 0) {
 		add_error(errs, "%s", err);
-		config_source_free(&st.src);
-		return -1;
+		goto out_free;
 	}
 	cur_load = &st;
 	cfg = cfg_init(gopts, CFGF_NONE);
 	if (!cfg) {
 		add_error(errs, "%s: out of memory", path);
-		cur_load = NULL;
-		config_source_free(&st.src);
-		return -1;
+		goto out_free;
 	}
 	cfg_set_error_function(cfg, errfunc);
 	rc = cfg_parse_buf(cfg, st.src.text);
@@ -482,15 +646,30 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 		    copy_opts(&c->listeners[i], sec, listener_opts, NELEM(listener_opts)) < 0)
 			goto oom;
 	}
+	if (nsec && !(c->sections = calloc(nsec, sizeof(*c->sections))))
+		goto oom;
+	for (size_t i = 0; i < nsec; i++) {
+		const struct moat_section_def *sd = sections[i];
+		cfg_t *sec = cfg_getsec(cfg, sd->name);
+		c->sections[i].def = sd;
+		c->sections[i].data = calloc(1, sd->size);
+		c->nsections = i + 1;
+		if (!c->sections[i].data || !sec ||
+		    copy_opts(c->sections[i].data, sec, sd->common, sd->ncommon) < 0 ||
+		    copy_opts(c->sections[i].data, sec, sd->opts, sd->nopts) < 0)
+			goto oom;
+	}
 	check_config(c, errs);
+	for (size_t i = 0; i < nsec; i++) {
+		struct moat_section_ctx ctx = {c, sections[i], errs, ""};
+		if (sections[i]->prepare)
+			sections[i]->prepare(c->sections[i].data, &ctx);
+	}
 	if (errs->n)
 		goto fail;
-	cfg_free(cfg);
-	cur_load = NULL;
-	config_source_free(&st.src);
-	free(st.lines);
 	*out = c;
-	return 0;
+	c = NULL;
+	goto out_free;
 oom:
 	add_error(errs, "%s: out of memory", path);
 fail:
@@ -498,11 +677,15 @@ fail:
 		c->refs = 1;
 		moat_config_unref(c);
 	}
-	cfg_free(cfg);
+out_free:
+	if (cfg)
+		cfg_free(cfg);
 	cur_load = NULL;
 	config_source_free(&st.src);
 	free(st.lines);
-	return -1;
+	for (size_t i = 0; i < nsec; i++)
+		free(sopts[i]);
+	return *out ? 0 : -1;
 }
 
 void moat_config_errors_free(struct moat_config_errors *errs)
@@ -524,32 +707,63 @@ void moat_config_unref(struct moat_config *c)
 {
 	if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_SEQ_CST) > 0)
 		return;
+	for (size_t i = 0; i < c->nsections; i++) {
+		const struct moat_section_def *sd = c->sections[i].def;
+		void *d = c->sections[i].data;
+		if (!d)
+			continue;
+		if (sd->release)
+			sd->release(d);
+		free_opts(d, sd->common, sd->ncommon);
+		free_opts(d, sd->opts, sd->nopts);
+		free(d);
+	}
+	free(c->sections);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		free(c->listeners[i].name);
-		free_strs(&c->listeners[i], listener_opts, NELEM(listener_opts));
+		free_opts(&c->listeners[i], listener_opts, NELEM(listener_opts));
 	}
 	free(c->listeners);
-	free_strs(c, global_opts, NELEM(global_opts));
+	free_opts(c, global_opts, NELEM(global_opts));
 	free(c->path);
 	free(c);
 }
 
-static void print_one(FILE *out, const char *indent, const struct opt_def *d,
+void *moat_config_section(const struct moat_config *c, const char *name)
+{
+	for (size_t i = 0; i < c->nsections; i++)
+		if (strcmp(c->sections[i].def->name, name) == 0)
+			return c->sections[i].data;
+	return NULL;
+}
+
+static void print_one(FILE *out, const char *indent, const struct moat_opt *d,
 		      const void *base, int docs)
 {
 	const char *p = (const char *)base + d->offset;
 	if (docs)
 		fprintf(out, "%s# %s\n", indent, d->doc);
 	switch (d->type) {
-	case OPT_INT:
+	case MOAT_OPT_INT:
 		fprintf(out, "%s%s = %ld\n", indent, d->name, *(const long *)(const void *)p);
 		break;
-	case OPT_BOOL:
+	case MOAT_OPT_FLOAT:
+		fprintf(out, "%s%s = %g\n", indent, d->name, *(const double *)(const void *)p);
+		break;
+	case MOAT_OPT_BOOL:
 		fprintf(out, "%s%s = %s\n", indent, d->name, *(const int *)(const void *)p ? "yes" : "no");
 		break;
-	case OPT_STR: {
+	case MOAT_OPT_STR: {
 		const char *s = *(char *const *)(const void *)p;
 		fprintf(out, "%s%s = \"%s\"\n", indent, d->name, s ? s : "");
+		break;
+	}
+	case MOAT_OPT_STR_LIST: {
+		const struct moat_str_list *l = (const struct moat_str_list *)(const void *)p;
+		fprintf(out, "%s%s = {", indent, d->name);
+		for (size_t i = 0; i < l->n; i++)
+			fprintf(out, "%s\"%s\"", i ? ", " : "", l->v[i]);
+		fprintf(out, "}\n");
 		break;
 	}
 	}
@@ -565,11 +779,45 @@ void moat_config_print(const struct moat_config *c, FILE *out, int docs)
 			print_one(out, "    ", &listener_opts[j], &c->listeners[i], docs);
 		fprintf(out, "}\n");
 	}
+	for (size_t i = 0; i < c->nsections; i++) {
+		const struct moat_section_def *sd = c->sections[i].def;
+		fprintf(out, "\n%s {\n", sd->name);
+		for (size_t j = 0; j < sd->ncommon; j++)
+			print_one(out, "    ", &sd->common[j], c->sections[i].data, docs);
+		for (size_t j = 0; j < sd->nopts; j++)
+			print_one(out, "    ", &sd->opts[j], c->sections[i].data, docs);
+		fprintf(out, "}\n");
+	}
 }
 
-static const char *type_name(const struct opt_def *d)
+static const char *type_name(const struct moat_opt *d)
 {
-	return d->type == OPT_INT ? "integer" : d->type == OPT_BOOL ? "boolean" : "string";
+	switch (d->type) {
+	case MOAT_OPT_INT: return "integer";
+	case MOAT_OPT_FLOAT: return "number";
+	case MOAT_OPT_BOOL: return "boolean";
+	case MOAT_OPT_STR_LIST: return "list";
+	default: return "string";
+	}
+}
+
+static void each(void (*fn)(void *, const char *, const char *, const char *, const char *,
+			    const char *),
+		 void *arg, const char *section, const struct moat_opt *defs, size_t n)
+{
+	char def[128];
+	for (size_t i = 0; defs && i < n; i++) {
+		const struct moat_opt *d = &defs[i];
+		if (d->type == MOAT_OPT_INT)
+			snprintf(def, sizeof(def), "%ld", d->def_int);
+		else if (d->type == MOAT_OPT_FLOAT)
+			snprintf(def, sizeof(def), "%g", d->def_float);
+		else if (d->type == MOAT_OPT_BOOL)
+			snprintf(def, sizeof(def), "%s", d->def_int ? "yes" : "no");
+		else
+			snprintf(def, sizeof(def), "%s", d->def_str ? d->def_str : "(none)");
+		fn(arg, section, d->name, type_name(d), def, d->doc);
+	}
 }
 
 void moat_config_each_option(void (*fn)(void *arg, const char *section,
@@ -577,19 +825,10 @@ void moat_config_each_option(void (*fn)(void *arg, const char *section,
 					const char *def, const char *doc),
 			     void *arg)
 {
-	char def[64];
-	for (int s = 0; s < 2; s++) {
-		const struct opt_def *defs = s ? listener_opts : global_opts;
-		size_t n = s ? NELEM(listener_opts) : NELEM(global_opts);
-		for (size_t i = 0; i < n; i++) {
-			const struct opt_def *d = &defs[i];
-			if (d->type == OPT_INT)
-				snprintf(def, sizeof(def), "%ld", d->def_int);
-			else if (d->type == OPT_BOOL)
-				snprintf(def, sizeof(def), "%s", d->def_int ? "yes" : "no");
-			else
-				snprintf(def, sizeof(def), "%s", d->def_str ? d->def_str : "(none)");
-			fn(arg, s ? "listener" : "", d->name, type_name(d), def, d->doc);
-		}
+	each(fn, arg, "", global_opts, NELEM(global_opts));
+	each(fn, arg, "listener", listener_opts, NELEM(listener_opts));
+	for (size_t i = 0; i < nsections; i++) {
+		each(fn, arg, sections[i]->name, sections[i]->common, sections[i]->ncommon);
+		each(fn, arg, sections[i]->name, sections[i]->opts, sections[i]->nopts);
 	}
 }

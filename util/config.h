@@ -18,6 +18,65 @@
 
 enum moat_role { MOAT_ROLE_INBOUND = 0, MOAT_ROLE_SUBMISSION = 1 };
 
+/* One option of a table. offset is into the struct the table fills. */
+enum moat_opt_type {
+	MOAT_OPT_INT,		/* long */
+	MOAT_OPT_STR,		/* char * (NULL when unset and no default) */
+	MOAT_OPT_BOOL,		/* int 0/1 */
+	MOAT_OPT_FLOAT,		/* double */
+	MOAT_OPT_STR_LIST,	/* struct moat_str_list */
+};
+
+struct moat_opt {
+	const char *name;
+	enum moat_opt_type type;
+	size_t offset;
+	long def_int;			/* INT, BOOL */
+	const char *def_str;		/* STR; STR_LIST: libconfuse list text "{\"a\",\"b\"}" */
+	double min, max;		/* INT, FLOAT: allowed range */
+	double def_float;		/* FLOAT */
+	const char *const *choices;	/* STR, STR_LIST items: allowed values, or NULL */
+	const char *doc;
+};
+
+struct moat_str_list {
+	size_t n;
+	char **v;
+};
+
+/* While a section is prepared, errors are reported through this. */
+struct moat_section_ctx;
+
+/* Reports an error about option opt of the section ("" for the section
+ * as a whole), as "file:line: section: opt: text". */
+void moat_section_error(struct moat_section_ctx *ctx, const char *opt, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* "file:line" where opt was set (or where the section is), for messages
+ * about other files the option names. */
+const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt);
+
+/* A section of moat.conf another module owns (each filter, the scoring
+ * step): `NAME { option = value ... }`. Its options are declared in two
+ * tables filled into one struct of `size` octets: `common` (the same for
+ * every filter) and `opts`. prepare() derives what the options imply
+ * (parse lists, read files) and reports errors; release() frees that. */
+struct moat_section_def {
+	const char *name;
+	const char *doc;
+	const struct moat_opt *common;
+	size_t ncommon;
+	const struct moat_opt *opts;
+	size_t nopts;
+	size_t size;
+	int (*prepare)(void *data, struct moat_section_ctx *ctx);
+	void (*release)(void *data);
+};
+
+/* Registers a section (at start, before any load). */
+void moat_config_register_section(const struct moat_section_def *def);
+/* Every registered section, for `moat options` and the docs. */
+const struct moat_section_def *moat_config_section_def(size_t i);
+
 struct moat_listener_conf {
 	char *name;		/* section title */
 	int line;		/* where the section starts, for messages */
@@ -56,11 +115,21 @@ struct moat_config {
 	char *spool_directory;
 	char *syslog_facility;
 	char *pid_file;
+	struct moat_str_list filters;	/* enabled filters, in order */
+	int dry_run;			/* no filter rejects or tempfails */
 	/* derived */
 	int facility;
 	size_t nlisteners;
 	struct moat_listener_conf *listeners;
+	size_t nsections;
+	struct moat_section_conf {
+		const struct moat_section_def *def;
+		void *data;		/* def->size octets */
+	} *sections;
 };
+
+/* The data of registered section name, or NULL. */
+void *moat_config_section(const struct moat_config *c, const char *name);
 
 /* The errors of one load, each "file:line: what was expected". */
 struct moat_config_errors {
@@ -85,8 +154,9 @@ const char *moat_config_default_path(void);
  * (`moat config`). With docs, each is preceded by its documentation. */
 void moat_config_print(const struct moat_config *c, FILE *out, int docs);
 
-/* Calls fn for every option the table declares (for the man page check
- * and `moat config -n`): section is "" or "listener". */
+/* Calls fn for every option the tables declare (for the man page check
+ * and `moat options`): section is "", "listener" or a registered
+ * section's name. */
 void moat_config_each_option(void (*fn)(void *arg, const char *section,
 					const char *name, const char *type,
 					const char *def, const char *doc),
