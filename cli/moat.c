@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "filter.h"
 
 #define MAX_OVERRIDES 256
 
@@ -62,6 +63,7 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		usage();
 	const char *cmd = argv[optind];
+	moat_filters_register_builtin();
 
 	if (strcmp(cmd, "version") == 0) {
 		printf("moat %s\n", MOAT_VERSION);

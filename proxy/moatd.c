@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "filter.h"
 #include "log.h"
 #include "server.h"
 #include "worker.h"
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	moat_filters_register_builtin();
 	/* In the background the working directory is /, and SIGHUP reads
 	 * the file again: remember where it really is. */
 	static char abspath[4096];

@@ -48,7 +48,7 @@ struct server {
 	int stopping;
 	struct event *shutdown_timer;
 	struct event *probe_timer;
-	unsigned long long n_accepted, n_refused, n_messages;
+	unsigned long long n_accepted, n_refused, n_messages, n_discarded;
 };
 
 /* Opens the listeners of conf (taking a reference). With an existing

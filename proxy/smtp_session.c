@@ -7,11 +7,12 @@
  * the client the upstream's replies; it reads the whole message into a
  * msg_spool (the smuggling-safe decoder of smtp_data.c decides where it
  * ends) and relays it only then, so the client's final reply is always
- * the upstream's. Filter hooks run at each stage (filters/hook.h).
+ * the upstream's. The filter pipeline runs at each stage
+ * (filters/pipeline.h) and decides what becomes of the message.
  *
  * States are explicit (enum state). Commands are dispatched through
  * commands[], each with the states it is valid in. Every continuation
- * (an upstream reply, a hook's answer) goes back through a deferred
+ * (an upstream reply, a filter's answer) goes back through a deferred
  * resume event, so no callback re-enters the command loop.
  *
  * Owns: the client bufferevent, the upstream, the spool, the
@@ -30,7 +31,10 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "hook.h"
+#include "filter.h"
+#include "message.h"
+#include "pipeline.h"
+#include "verdict.h"
 #include "log.h"
 #include "msg_spool.h"
 #include "server.h"
@@ -40,9 +44,9 @@
 #include "upstream.h"
 
 enum state {
-	S_GREETING,	/* connect hooks running */
+	S_GREETING,	/* connect filters running */
 	S_CMD,		/* reading commands */
-	S_WAIT,		/* a command waits for the upstream or a hook */
+	S_WAIT,		/* a command waits for the upstream or the filters */
 	S_DATA,		/* reading the message */
 	S_CLOSING,	/* flushing the last reply */
 };
@@ -84,9 +88,15 @@ struct session {
 	/* services */
 	struct upstream *up;
 	void (*after_open)(struct session *);
-	struct moat_hook_run *hook_run;
-	enum moat_stage hook_stage;
-	void (*hook_cont)(struct session *, const struct moat_hook_reply *);
+	struct moat_pipeline_run *prun;
+	enum moat_stage pstage;
+	void (*pcont)(struct session *, const struct moat_stage_result *);
+	struct moat_verdict sess_v;	/* connect and HELO symbols */
+	struct moat_verdict msg_v;	/* this message's verdict */
+	struct moat_message message;	/* parsed at end of data */
+	char *edited_head;		/* header block as passed on */
+	size_t edited_len;
+	double stage_ms[MOAT_STAGE__COUNT];
 	struct moat_msgctx ctx;
 };
 
@@ -174,10 +184,16 @@ static void tx_reset(struct session *s)
 	for (size_t i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
 	s->nrcpts = 0;
+	moat_message_free(&s->message);
+	free(s->edited_head);
+	s->edited_head = NULL;
 	msg_spool_free(s->spool);
 	s->spool = NULL;
 	s->spool_errno = 0;
 	s->too_big = 0;
+	moat_verdict_clear(&s->msg_v);
+	for (int i = MOAT_STAGE_MAIL; i < MOAT_STAGE__COUNT; i++)
+		s->stage_ms[i] = 0;
 }
 
 static void update_ctx(struct session *s)
@@ -187,7 +203,7 @@ static void update_ctx(struct session *s)
 	s->ctx.rcpt = s->rcpt_pending;
 	s->ctx.rcpts = (const char *const *)s->rcpts;
 	s->ctx.nrcpts = s->nrcpts;
-	s->ctx.message = s->spool;
+	s->ctx.message = s->message.spool ? &s->message : NULL;
 }
 
 static void drop_upstream(struct session *s)
@@ -243,8 +259,16 @@ static void log_message(struct session *s, int code, const char *text, size_t te
 	char rcpts[2048], rtext[512], qid[64];
 	size_t off = 0;
 	struct timespec now;
-	const char *result = code / 100 == 2 ? "accepted" : code / 100 == 5 ? "rejected"
-			     : "tempfailed";
+	const char *result = code / 100 == 5 ? "rejected" : code / 100 == 4 ? "tempfailed"
+			     : s->msg_v.decision.action == MOAT_ACTION_DISCARD ? "discarded"
+			     : "accepted";
+	char syms[1024], stages[256];
+	size_t so = 0;
+	moat_verdict_total(&s->msg_v);
+	moat_verdict_symbols_text(&s->msg_v, syms, sizeof(syms));
+	for (int i = 0; i < MOAT_STAGE__COUNT && so < sizeof(stages); i++)
+		so += (size_t)snprintf(stages + so, sizeof(stages) - so, "%s%s:%.1f", i ? "," : "",
+				       moat_stage_name((enum moat_stage)i), s->stage_ms[i]);
 
 	rcpts[0] = '\0';
 	for (size_t i = 0; i < s->nrcpts && off + 4 < sizeof(rcpts); i++)
@@ -256,10 +280,16 @@ static void log_message(struct session *s, int code, const char *text, size_t te
 	double t = (double)(now.tv_sec - s->tx_start.tv_sec) +
 		   (double)(now.tv_nsec - s->tx_start.tv_nsec) / 1e9;
 	moat_log(LOG_INFO, "msg session=%s listener=%s client=%s helo=%s from=<%s> rcpts=%s "
-		 "nrcpt=%zu size=%zu result=%s status=%d reply=\"%s\" queue_id=%s time=%.3f",
+		 "nrcpt=%zu size=%zu result=%s status=%d reply=\"%s\" queue_id=%s score=%.2f "
+		 "action=%s%s%s symbols=%s stages_ms=%s time=%.3f",
 		 s->id, s->lconf->name, s->client_addr, s->helo ? s->helo : "-",
 		 s->mail_from ? s->mail_from : "", rcpts[0] ? rcpts : "-", s->nrcpts,
-		 s->spool ? msg_spool_size(s->spool) : 0, result, code, rtext, qid, t);
+		 s->spool ? msg_spool_size(s->spool) : 0, result, code, rtext, qid, s->msg_v.score,
+		 moat_action_name(s->msg_v.decision.action ? s->msg_v.decision.action
+			 : code / 100 == 2 ? MOAT_ACTION_ACCEPT : MOAT_ACTION_NONE),
+		 s->msg_v.would.action ? " would=" : "",
+		 s->msg_v.would.action ? moat_action_name(s->msg_v.would.action) : "",
+		 syms[0] ? syms : "-", stages, t);
 	s->srv->n_messages++;
 }
 
@@ -372,45 +402,61 @@ static void with_upstream(struct session *s, void (*next)(struct session *))
 	upstream_open(s->up, on_upstream_open, s);
 }
 
-/* ---- hooks ---------------------------------------------------------- */
+/* ---- the filter pipeline ------------------------------------------ */
 
-typedef void (*hook_cont_fn)(struct session *, const struct moat_hook_reply *);
+typedef void (*stage_cont_fn)(struct session *, const struct moat_stage_result *);
 
-static void hook_outcome(struct session *s, const struct moat_hook_reply *r)
-{
-	if (r->timed_out)
-		moat_log(LOG_WARNING, "session=%s: hook %s timed out at stage %s after %lds "
-			 "(hook_timeout); going on without its opinion", s->id, r->hook,
-			 moat_stage_name(s->hook_stage), s->conf->hook_timeout);
-	else if (r->code)
-		moat_log(LOG_INFO, "session=%s: hook %s at stage %s: %d %s", s->id, r->hook,
-			 moat_stage_name(s->hook_stage), r->code, r->text);
-}
-
-static void on_hooks_done(void *arg, const struct moat_hook_reply *r)
+static void on_stage_done(void *arg, const struct moat_stage_result *r)
 {
 	struct session *s = arg;
-	s->hook_run = NULL;
-	hook_outcome(s, r);
-	s->hook_cont(s, r);
+	s->prun = NULL;
+	s->stage_ms[s->pstage] += r->ms;
+	s->pcont(s, r);
 }
 
-/* Asks the stage's hooks, then calls cont(s, reply): at once when they
- * answer at once, else later from the loop. reply->code 0 = go on. */
-static void run_hooks(struct session *s, enum moat_stage stage, hook_cont_fn cont)
+/* The verdict a stage adds to: the session's before MAIL, the message's
+ * after. */
+static struct moat_verdict *stage_verdict(struct session *s, enum moat_stage stage)
 {
-	struct moat_hook_reply r;
+	return stage <= MOAT_STAGE_HELO ? &s->sess_v : &s->msg_v;
+}
+
+/* Runs the filters of stage, then calls cont(s, result): at once when
+ * they answer at once, else later from the loop. */
+static void run_stage(struct session *s, enum moat_stage stage, stage_cont_fn cont)
+{
+	struct moat_stage_result r;
 	update_ctx(s);
-	s->hook_stage = stage;
-	s->hook_cont = cont;
-	if (moat_hook_run_start(stage, &s->ctx, s->conf->hook_timeout, on_hooks_done, s,
-				&s->hook_run, &r)) {
-		hook_outcome(s, &r);
+	s->pstage = stage;
+	s->pcont = cont;
+	if (moat_pipeline_run(s->conf, stage, &s->ctx, stage_verdict(s, stage), on_stage_done, s,
+			      &s->prun, &r)) {
+		s->stage_ms[stage] += r.ms;
 		cont(s, &r);
 		return;
 	}
 	s->state = S_WAIT;
 	set_read_timeout(s, 0);
+}
+
+/* The reply for a filter's reject or tempfail at a stage. */
+static void decision_reply(struct session *s, const struct moat_decision *d)
+{
+	int reject = d->action == MOAT_ACTION_REJECT;
+	int code = d->code ? d->code
+		   : s->pstage == MOAT_STAGE_CONNECT ? (reject ? 554 : 421)
+		   : (reject ? 550 : 451);
+	const char *text = d->text[0] ? d->text
+			   : reject ? "5.7.1 Rejected by policy" : "4.7.1 Try again later";
+	moat_log(LOG_INFO, "session=%s client=%s: %s by filter %s at stage %s: %d %s", s->id,
+		 s->client_addr, reject ? "rejected" : "tempfailed", d->filter ? d->filter : "-",
+		 moat_stage_name((enum moat_stage)d->stage), code, text);
+	reply(s, code, "%s", text);
+}
+
+static int stage_refused(const struct moat_stage_result *r)
+{
+	return r->decision.action == MOAT_ACTION_REJECT || r->decision.action == MOAT_ACTION_TEMPFAIL;
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -438,12 +484,12 @@ static void advertise(struct session *s)
 	}
 }
 
-static void helo_continue(struct session *s, const struct moat_hook_reply *r)
+static void helo_continue(struct session *s, const struct moat_stage_result *r)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
-	if (r->code) {
+	if (stage_refused(r)) {
 		str_set(&s->helo, NULL);
-		reply(s, r->code, "%s", r->text);
+		decision_reply(s, &r->decision);
 		command_done(s);
 		return;
 	}
@@ -480,7 +526,8 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c)
 	free(s->helo);
 	s->helo = strndup(c->arg, c->arg_len);
 	s->esmtp = c->verb == SMTP_VERB_EHLO;
-	run_hooks(s, MOAT_STAGE_HELO, helo_continue);
+	moat_verdict_drop_stage(&s->sess_v, MOAT_STAGE_HELO);
+	run_stage(s, MOAT_STAGE_HELO, helo_continue);
 }
 
 /* Checks the ESMTP parameters of MAIL or RCPT against what was
@@ -581,10 +628,10 @@ static void mail_send(struct session *s)
 	upstream_command(s->up, s->upstream_line, on_mail_reply, s);
 }
 
-static void mail_continue(struct session *s, const struct moat_hook_reply *r)
+static void mail_continue(struct session *s, const struct moat_stage_result *r)
 {
-	if (r->code) {
-		reply(s, r->code, "%s", r->text);
+	if (stage_refused(r)) {
+		decision_reply(s, &r->decision);
 		tx_reset(s);
 		command_done(s);
 		return;
@@ -635,7 +682,9 @@ static void cmd_mail(struct session *s, const struct smtp_cmd *c)
 	str_set(&s->mail_from, p.addr);
 	str_set(&s->upstream_line, line);
 	smtp_path_free(&p);
-	run_hooks(s, MOAT_STAGE_MAIL, mail_continue);
+	moat_verdict_clear(&s->msg_v);
+	moat_verdict_add_all(&s->msg_v, &s->sess_v);
+	run_stage(s, MOAT_STAGE_MAIL, mail_continue);
 }
 
 static void on_rcpt_reply(void *arg, enum upstream_status st, const struct smtp_reply *r)
@@ -672,10 +721,10 @@ static void on_rcpt_reply(void *arg, enum upstream_status st, const struct smtp_
 	command_done(s);
 }
 
-static void rcpt_continue(struct session *s, const struct moat_hook_reply *r)
+static void rcpt_continue(struct session *s, const struct moat_stage_result *r)
 {
-	if (r->code) {
-		reply(s, r->code, "%s", r->text);
+	if (stage_refused(r)) {
+		decision_reply(s, &r->decision);
 		str_set(&s->rcpt_pending, NULL);
 		command_done(s);
 		return;
@@ -733,7 +782,7 @@ static void cmd_rcpt(struct session *s, const struct smtp_cmd *c)
 	str_set(&s->rcpt_pending, p.addr);
 	str_set(&s->upstream_line, line);
 	smtp_path_free(&p);
-	run_hooks(s, MOAT_STAGE_RCPT, rcpt_continue);
+	run_stage(s, MOAT_STAGE_RCPT, rcpt_continue);
 }
 
 /* RFC 5322 date for Received: */
@@ -912,11 +961,37 @@ static void on_final_reply(void *arg, enum upstream_status st, const struct smtp
 	command_done(s);
 }
 
-static void eom_continue(struct session *s, const struct moat_hook_reply *r)
+#define MAX_HEADER_BLOCK (1024 * 1024)
+
+static void eom_continue(struct session *s, const struct moat_stage_result *r)
 {
-	if (r->code) {
+	(void)r;	/* its decision is in s->msg_v too */
+	moat_pipeline_score(s->conf, &s->msg_v);
+	const struct moat_decision *d = &s->msg_v.decision;
+	if (d->action == MOAT_ACTION_REJECT || d->action == MOAT_ACTION_TEMPFAIL) {
+		int reject = d->action == MOAT_ACTION_REJECT;
 		evtimer_del(s->final_ev);
-		end_message(s, r->code, "%s", r->text);
+		s->pstage = MOAT_STAGE_EOM;
+		end_message(s, d->code ? d->code : reject ? 550 : 451, "%s",
+			    d->text[0] ? d->text : reject ? "5.7.1 Rejected by policy"
+							   : "4.7.1 Try again later");
+		command_done(s);
+		return;
+	}
+	if (d->action == MOAT_ACTION_DISCARD) {
+		evtimer_del(s->final_ev);
+		moat_log(LOG_NOTICE, "session=%s: message discarded by %s (score %.2f): the client "
+			 "gets 250, the upstream nothing", s->id, d->filter ? d->filter : "-",
+			 s->msg_v.score);
+		s->srv->n_discarded++;
+		end_message(s, 250, "2.0.0 Ok");
+		command_done(s);
+		return;
+	}
+	if (moat_message_edited_header(&s->message, &s->msg_v, &s->edited_head,
+				       &s->edited_len) < 0) {
+		evtimer_del(s->final_ev);
+		end_message(s, 451, "4.3.0 Out of memory, try again later");
 		command_done(s);
 		return;
 	}
@@ -929,7 +1004,8 @@ static void eom_continue(struct session *s, const struct moat_hook_reply *r)
 	}
 	s->state = S_WAIT;
 	set_read_timeout(s, 0);
-	upstream_send_message(s->up, s->spool, on_final_reply, s);
+	upstream_send_message(s->up, s->edited_head, s->edited_len, s->spool,
+			      s->message.body_offset, on_final_reply, s);
 }
 
 static void data_end(struct session *s)
@@ -968,7 +1044,13 @@ static void data_end(struct session *s)
 	 * together get upstream_data_timeout (at most 540 s). */
 	struct timeval tv = {s->conf->upstream_data_timeout, 0};
 	evtimer_add(s->final_ev, &tv);
-	run_hooks(s, MOAT_STAGE_EOM, eom_continue);
+	if (moat_message_parse(&s->message, s->spool, MAX_HEADER_BLOCK) < 0) {
+		evtimer_del(s->final_ev);
+		end_message(s, 451, "4.3.0 Cannot read the message back, try again later");
+		command_done(s);
+		return;
+	}
+	run_stage(s, MOAT_STAGE_EOM, eom_continue);
 }
 
 static void final_deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -980,8 +1062,8 @@ static void final_deadline_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	moat_log(LOG_WARNING, "session=%s: no final reply within upstream_data_timeout (%lds); "
 		 "tempfailing the message", s->id, s->conf->upstream_data_timeout);
-	moat_hook_run_cancel(s->hook_run);
-	s->hook_run = NULL;
+	moat_pipeline_cancel(s->prun);
+	s->prun = NULL;
 	end_message(s, 451, "4.4.2 Upstream too slow, message not delivered, try again later");
 	command_done(s);
 }
@@ -1114,10 +1196,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* ---- life cycle ------------------------------------------------------- */
 
-static void greet_continue(struct session *s, const struct moat_hook_reply *r)
+static void greet_continue(struct session *s, const struct moat_stage_result *r)
 {
-	if (r->code) {
-		reply(s, r->code, "%s", r->text);
+	if (stage_refused(r)) {
+		decision_reply(s, &r->decision);
 		close_after_flush(s);
 		return;
 	}
@@ -1178,7 +1260,7 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 		 s->client_addr, s->client_port);
 	s->state = S_GREETING;
 	set_read_timeout(s, 0);
-	run_hooks(s, MOAT_STAGE_CONNECT, greet_continue);
+	run_stage(s, MOAT_STAGE_CONNECT, greet_continue);
 	return s;
 }
 
@@ -1198,9 +1280,10 @@ static void session_free(struct session *s)
 	struct server *srv = s->srv;
 	moat_log(LOG_INFO, "disconnect session=%s client=%s commands=%ld errors=%ld",
 		 s->id, s->client_addr, s->ncommands, s->nerrors);
-	moat_hook_run_cancel(s->hook_run);
+	moat_pipeline_cancel(s->prun);
 	drop_upstream(s);
 	tx_reset(s);
+	moat_verdict_clear(&s->sess_v);
 	free(s->rcpts);
 	free(s->helo);
 	bufferevent_free(s->bev);
@@ -1224,8 +1307,8 @@ void session_shutdown(struct session *s, int force)
 		return;
 	s->drain = 1;
 	if (force || (s->state == S_CMD && !s->in_tx)) {
-		moat_hook_run_cancel(s->hook_run);
-		s->hook_run = NULL;
+		moat_pipeline_cancel(s->prun);
+		s->prun = NULL;
 		drop_upstream(s);
 		reply(s, 421, "4.3.2 %s Service shutting down, closing connection",
 		      s->conf->hostname);

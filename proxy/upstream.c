@@ -54,6 +54,8 @@ struct upstream {
 	int busy;		/* inside one of our libevent callbacks */
 	int doomed;		/* upstream_close() was called meanwhile */
 	/* message streaming */
+	const char *head;
+	size_t head_len, head_off;
 	const struct msg_spool *msg;
 	size_t msg_off;
 	int line_start;
@@ -309,7 +311,7 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 			return;
 		}
 		up->phase = P_BODY;
-		up->msg_off = 0;
+		up->head_off = 0;
 		up->line_start = 1;
 		set_timeout(up, up->p.data_timeout);
 		stream_more(up);
@@ -390,6 +392,11 @@ static void stream_more(struct upstream *up)
 	struct evbuffer *out = bufferevent_get_output(up->bev);
 	char chunk[STREAM_CHUNK];
 
+	if (up->phase == P_BODY && up->head_off < up->head_len) {
+		smtp_data_stuff(&up->line_start, up->head + up->head_off,
+				up->head_len - up->head_off, stuff_out, out);
+		up->head_off = up->head_len;
+	}
 	while (up->phase == P_BODY && evbuffer_get_length(out) < OUT_HIGH) {
 		ssize_t n = msg_spool_read(up->msg, up->msg_off, chunk, sizeof(chunk));
 		if (n < 0) {
@@ -487,12 +494,16 @@ void upstream_command(struct upstream *up, const char *line, upstream_cb cb, voi
 	send_line(up, line);
 }
 
-void upstream_send_message(struct upstream *up, const struct msg_spool *msg,
+void upstream_send_message(struct upstream *up, const char *head, size_t headlen,
+			   const struct msg_spool *msg, size_t body_off,
 			   upstream_cb cb, void *arg)
 {
 	up->cb = cb;
 	up->arg = arg;
+	up->head = head;
+	up->head_len = headlen;
 	up->msg = msg;
+	up->msg_off = body_off;
 	up->phase = P_DATA;
 	set_timeout(up, up->p.timeout);
 	send_line(up, "DATA");

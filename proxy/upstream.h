@@ -59,9 +59,12 @@ void upstream_open(struct upstream *up, upstream_cb cb, void *arg);
 /* Sends one command line (without CRLF) and waits for its reply. */
 void upstream_command(struct upstream *up, const char *line, upstream_cb cb, void *arg);
 
-/* Sends DATA; on 354 streams the message dot-stuffed and reports the
- * final reply; any other reply to DATA is reported as is. */
-void upstream_send_message(struct upstream *up, const struct msg_spool *msg,
+/* Sends DATA; on 354 streams the message dot-stuffed (head, then msg
+ * from body_off on) and reports the final reply; any other reply to DATA
+ * is reported as is. head and msg stay the caller's and must live until
+ * cb runs. */
+void upstream_send_message(struct upstream *up, const char *head, size_t headlen,
+			   const struct msg_spool *msg, size_t body_off,
 			   upstream_cb cb, void *arg);
 
 const struct smtp_caps *upstream_caps(const struct upstream *up);

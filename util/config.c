@@ -68,8 +68,6 @@ static const struct moat_opt global_opts[] = {
 	 "Seconds between reads of the upstream's EHLO capabilities (also read at start and on reload)."},
 	{"shutdown_timeout", MOAT_OPT_INT, G(shutdown_timeout), 30, NULL, 0, 3600, 0, NULL,
 	 "On SIGTERM, seconds given to transactions in flight before 421 4.3.2."},
-	{"hook_timeout", MOAT_OPT_INT, G(hook_timeout), 30, NULL, 1, 3600, 0, NULL,
-	 "Seconds one SMTP stage waits for its filter hooks; then the session goes on as if they had no opinion, and logs it."},
 	{"message_memory_limit", MOAT_OPT_INT, G(message_memory_limit), 262144, NULL, 0, 1073741824L, 0, NULL,
 	 "Octets of a message held in memory; the rest goes to a file in spool_directory until the upstream has it."},
 	{"spool_directory", MOAT_OPT_STR, G(spool_directory), 0, "/var/spool/moat", 0, 0, 0, NULL,
@@ -476,6 +474,11 @@ void moat_section_error(struct moat_section_ctx *ctx, const char *opt, const cha
 	va_end(ap);
 	add_error(ctx->errs, "%s: %s: %s%s%s", moat_section_where(ctx, opt), ctx->def->name,
 		  opt, *opt ? ": " : "", msg);
+}
+
+const char *moat_section_name(const struct moat_section_ctx *ctx)
+{
+	return ctx->def->name;
 }
 
 const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt)

@@ -51,6 +51,8 @@ struct moat_section_ctx;
  * as a whole), as "file:line: section: opt: text". */
 void moat_section_error(struct moat_section_ctx *ctx, const char *opt, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* The name of the section being prepared. */
+const char *moat_section_name(const struct moat_section_ctx *ctx);
 /* "file:line" where opt was set (or where the section is), for messages
  * about other files the option names. */
 const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt);
@@ -110,7 +112,6 @@ struct moat_config {
 	long upstream_data_timeout;
 	long upstream_probe_interval;
 	long shutdown_timeout;
-	long hook_timeout;
 	long message_memory_limit;
 	char *spool_directory;
 	char *syslog_facility;

@@ -1,14 +1,20 @@
 /*
  * test_hook.c - a filter that exists only for the test suite: it is
- * linked into build/san/moatd-hooktest (never into moatd) and registers
- * itself at start. It exercises every way a stage hook can answer:
+ * linked into build/san/moatd-hooktest and build/san/moat-hooktest (never
+ * into moatd or moat) and registers itself as filter "test" at start; a
+ * test enables it with `filters = {"test"}`. It exercises every way a
+ * filter can answer:
  *
- *   connect  client 127.0.0.66            554 5.7.1, at once
- *   MAIL     local part "hook-hang"       never in time: answers after
- *                                         3 s, past any short hook_timeout
- *   RCPT     local part "hook-reject*"    550 5.7.1 after a 50 ms timer
- *   RCPT     local part "hook-tempfail*"  451 4.7.1 from a worker thread
- *   EOM      header "X-Test-Hook: reject" 550 5.7.1, at once
+ *   connect  client 127.0.0.66            reject 554 5.7.1, at once
+ *   MAIL     local part "hook-hang"       waits 3 s, past a short timeout
+ *   RCPT     local part "hook-reject*"    reject 550 5.7.1 after a 50 ms timer
+ *   RCPT     local part "hook-tempfail*"  tempfail 451 4.7.1 from a worker thread
+ *   EOM      header X-Test-Hook: reject   reject 550 5.7.1, at once
+ *            X-Test-Hook: error           the filter fails (on_error applies)
+ *            X-Test-Hook: discard         discard
+ *            X-Test-Score: N              symbol TEST_SCORE scoring N
+ *            X-Test-Remove: ...           removed (header edit)
+ *            X-Test-Add: yes              X-Test-Seen: yes added (header edit)
  *
  * Owns each pending answer's record until it is delivered.
  */
@@ -18,13 +24,17 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "hook.h"
-#include "msg_spool.h"
+#include "filter.h"
 #include "worker.h"
 
+struct test_conf {
+	struct moat_filter_common common;
+};
+
 struct later {
-	struct moat_hook_call *call;
+	struct moat_filter_call *call;
 	struct event *ev;
+	enum moat_action action;
 	int code;
 	const char *text;
 };
@@ -34,50 +44,46 @@ static void later_fire(evutil_socket_t fd, short what, void *arg)
 	struct later *l = arg;
 	(void)fd;
 	(void)what;
-	if (l->code)
-		moat_hook_call_reply(l->call, l->code, l->text);
-	moat_hook_done(l->call, l->code ? MOAT_HOOK_REPLY : MOAT_HOOK_CONTINUE);
+	if (l->action != MOAT_ACTION_NONE)
+		moat_call_decide(l->call, l->action, l->code, "%s", l->text);
+	moat_call_done(l->call, MOAT_FILTER_CONTINUE);
 	event_free(l->ev);
 	free(l);
 }
 
-static enum moat_hook_status answer_later(const struct moat_msgctx *ctx,
-					  struct moat_hook_call *call, long ms,
-					  int code, const char *text)
+static enum moat_filter_status answer_later(struct moat_filter_call *call, long ms,
+					    enum moat_action action, int code, const char *text)
 {
 	struct later *l = calloc(1, sizeof(*l));
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	if (!l)
-		return MOAT_HOOK_CONTINUE;
+		return MOAT_FILTER_ERROR;
 	l->call = call;
+	l->action = action;
 	l->code = code;
 	l->text = text;
-	l->ev = evtimer_new(ctx->base, later_fire, l);
+	l->ev = evtimer_new(moat_call_ctx(call)->base, later_fire, l);
 	evtimer_add(l->ev, &tv);
-	return MOAT_HOOK_WAIT;
+	return MOAT_FILTER_WAIT;
 }
 
-static int local_part_starts(const char *addr, const char *prefix)
+static int starts(const char *addr, const char *prefix)
 {
 	return addr && strncmp(addr, prefix, strlen(prefix)) == 0;
 }
 
-static enum moat_hook_status on_connect(const struct moat_msgctx *ctx,
-					struct moat_hook_call *call)
+static enum moat_filter_status on_connect(struct moat_filter_call *call)
 {
-	if (strcmp(ctx->client_addr, "127.0.0.66") == 0) {
-		moat_hook_call_reply(call, 554, "5.7.1 refused by test hook");
-		return MOAT_HOOK_REPLY;
-	}
-	return MOAT_HOOK_CONTINUE;
+	if (strcmp(moat_call_ctx(call)->client_addr, "127.0.0.66") == 0)
+		moat_call_decide(call, MOAT_ACTION_REJECT, 554, "5.7.1 refused by test hook");
+	return MOAT_FILTER_CONTINUE;
 }
 
-static enum moat_hook_status on_mail(const struct moat_msgctx *ctx,
-				     struct moat_hook_call *call)
+static enum moat_filter_status on_mail(struct moat_filter_call *call)
 {
-	if (local_part_starts(ctx->mail_from, "hook-hang"))
-		return answer_later(ctx, call, 3000, 550, "5.7.1 too late to matter");
-	return MOAT_HOOK_CONTINUE;
+	if (starts(moat_call_ctx(call)->mail_from, "hook-hang"))
+		return answer_later(call, 3000, MOAT_ACTION_REJECT, 550, "5.7.1 too late to matter");
+	return MOAT_FILTER_CONTINUE;
 }
 
 static void tempfail_work(void *arg)
@@ -88,72 +94,71 @@ static void tempfail_work(void *arg)
 
 static void tempfail_done(void *arg)
 {
-	struct moat_hook_call *call = arg;
-	moat_hook_call_reply(call, 451, "4.7.1 deferred by test hook");
-	moat_hook_done(call, MOAT_HOOK_REPLY);
+	struct moat_filter_call *call = arg;
+	moat_call_decide(call, MOAT_ACTION_TEMPFAIL, 451, "4.7.1 deferred by test hook");
+	moat_call_done(call, MOAT_FILTER_CONTINUE);
 }
 
-static enum moat_hook_status on_rcpt(const struct moat_msgctx *ctx,
-				     struct moat_hook_call *call)
+static enum moat_filter_status on_rcpt(struct moat_filter_call *call)
 {
-	if (local_part_starts(ctx->rcpt, "hook-reject"))
-		return answer_later(ctx, call, 50, 550, "5.7.1 rejected by test hook");
-	if (local_part_starts(ctx->rcpt, "hook-tempfail") &&
+	const struct moat_msgctx *ctx = moat_call_ctx(call);
+	if (starts(ctx->rcpt, "hook-reject"))
+		return answer_later(call, 50, MOAT_ACTION_REJECT, 550, "5.7.1 rejected by test hook");
+	if (starts(ctx->rcpt, "hook-tempfail") &&
 	    moat_worker_submit(ctx->workers, tempfail_work, tempfail_done, call) == 0)
-		return MOAT_HOOK_WAIT;
-	return MOAT_HOOK_CONTINUE;
+		return MOAT_FILTER_WAIT;
+	return MOAT_FILTER_CONTINUE;
 }
 
-/* Looks for a header "X-Test-Hook: reject": name case-insensitive,
- * value possibly folded onto the next lines. */
-static int wants_reject(char *hdrs)
+/* The unfolded value of the first field called name, in buf. */
+static const char *field(const struct moat_message *m, const char *name, char *buf, size_t len)
 {
-	/* unfold: CRLF followed by space or tab continues the field */
-	char *w = hdrs;
-	for (char *r = hdrs; *r; r++) {
-		if (r[0] == '\r' && r[1] == '\n' && (r[2] == ' ' || r[2] == '\t')) {
-			r++;
+	const struct moat_header *h = moat_message_header(m, name, 1);
+	size_t o = 0;
+	if (!h)
+		return NULL;
+	for (size_t i = 0; i < h->value_len && o + 1 < len; i++) {
+		char c = h->value[i];
+		if (c == '\r' || c == '\n')
 			continue;
-		}
-		*w++ = *r;
+		if ((c == ' ' || c == '\t') && o == 0)
+			continue;
+		buf[o++] = c == '\t' ? ' ' : c;
 	}
-	*w = '\0';
-	for (char *line = hdrs; line && *line;) {
-		char *next = strstr(line, "\r\n");
-		if (next)
-			*next = '\0';
-		if (strncasecmp(line, "X-Test-Hook:", 12) == 0) {
-			char *v = line + 12;
-			while (*v == ' ' || *v == '\t')
-				v++;
-			if (strncasecmp(v, "reject", 6) == 0)
-				return 1;
-		}
-		line = next ? next + 2 : NULL;
-	}
-	return 0;
+	while (o && buf[o - 1] == ' ')
+		o--;
+	buf[o] = '\0';
+	return buf;
 }
 
-static enum moat_hook_status on_eom(const struct moat_msgctx *ctx,
-				    struct moat_hook_call *call)
+static enum moat_filter_status on_eom(struct moat_filter_call *call)
 {
-	char buf[65536];
-	ssize_t n = msg_spool_read(ctx->message, 0, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return MOAT_HOOK_CONTINUE;
-	buf[n] = '\0';
-	char *end = strstr(buf, "\r\n\r\n");	/* headers only */
-	if (end)
-		end[2] = '\0';
-	if (wants_reject(buf)) {
-		moat_hook_call_reply(call, 550, "5.7.1 message rejected by test hook");
-		return MOAT_HOOK_REPLY;
+	const struct moat_message *m = moat_call_ctx(call)->message;
+	char v[256];
+
+	if (moat_message_header(m, "X-Test-Add", 1))
+		moat_call_header_add(call, "X-Test-Seen", "yes");
+	if (moat_message_header(m, "X-Test-Remove", 1))
+		moat_call_header_remove(call, "X-Test-Remove", 0);
+	if (field(m, "X-Test-Score", v, sizeof(v)))
+		moat_call_symbol(call, "TEST_SCORE", strtod(v, NULL), "X-Test-Score: %s", v);
+	if (!field(m, "X-Test-Hook", v, sizeof(v)))
+		return MOAT_FILTER_CONTINUE;
+	if (strncasecmp(v, "reject", 6) == 0)
+		moat_call_decide(call, MOAT_ACTION_REJECT, 550, "5.7.1 message rejected by test hook");
+	else if (strncasecmp(v, "discard", 7) == 0)
+		moat_call_decide(call, MOAT_ACTION_DISCARD, 0, NULL);
+	else if (strncasecmp(v, "error", 5) == 0) {
+		moat_call_error(call, "asked to fail by X-Test-Hook");
+		return MOAT_FILTER_ERROR;
 	}
-	return MOAT_HOOK_CONTINUE;
+	return MOAT_FILTER_CONTINUE;
 }
 
-static const struct moat_hook test_hook = {
+static const struct moat_filter test_filter = {
 	.name = "test",
+	.doc = "A filter for the test suite only.",
+	.conf_size = sizeof(struct test_conf),
 	.stage = {
 		[MOAT_STAGE_CONNECT] = on_connect,
 		[MOAT_STAGE_MAIL] = on_mail,
@@ -162,7 +167,7 @@ static const struct moat_hook test_hook = {
 	},
 };
 
-__attribute__((constructor)) static void test_hook_register(void)
+__attribute__((constructor)) static void test_filter_register(void)
 {
-	moat_hook_register(&test_hook);
+	moat_filter_register(&test_filter);
 }

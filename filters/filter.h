@@ -1,0 +1,153 @@
+/*
+ * filter.h - the filter interface: what every filter (access, DNS lists,
+ * SPF, DKIM, DMARC, reputation...) implements, and what it may do.
+ *
+ * A filter is a static struct moat_filter: its name (also the name of its
+ * config section, `NAME { ... }`, read from conf/NAME.conf), its options
+ * (declared once, in a table; see util/config.h), and one function per
+ * SMTP stage it cares about. The pipeline (pipeline.h) calls the enabled
+ * filters in the configured order. A filter never knows which front end
+ * (proxy, milter, CLI) feeds it: everything it may know is in the
+ * message context, everything it may do goes through its call.
+ *
+ * THE RETURN RULE, for every stage function:
+ *   MOAT_FILTER_CONTINUE  done; what it recorded (symbols, header edits, a
+ *                         decision) stands; the next filter runs.
+ *   MOAT_FILTER_WAIT      it started asynchronous work (DNS, Redis, a
+ *                         timer, a worker thread) and will call
+ *                         moat_call_done(call, status) exactly once, later,
+ *                         on the loop thread. It must do so even if the
+ *                         stage stopped waiting (the filter's timeout, the
+ *                         client left): the call then discards what it
+ *                         carries. Until then the call and the context stay
+ *                         valid; after done() the filter must not touch them.
+ *   MOAT_FILTER_ERROR     it could not do its job (the same as done() with
+ *                         MOAT_FILTER_ERROR). What it recorded is dropped and
+ *                         the filter's on_error action applies (default:
+ *                         log, count, go on as if it had no opinion).
+ * A stage function never blocks the loop: blocking work goes to the worker
+ * pool (ctx->workers, util/worker.h).
+ *
+ * What a call records is kept in the call until the filter finishes, and
+ * only then merged into the verdict: a late or failed filter cannot leave
+ * half its opinion behind.
+ */
+#ifndef MOAT_FILTER_H
+#define MOAT_FILTER_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "message.h"
+#include "verdict.h"
+
+struct event_base;
+struct moat_worker_pool;
+
+enum moat_stage {
+	MOAT_STAGE_CONNECT = 0,
+	MOAT_STAGE_HELO,
+	MOAT_STAGE_MAIL,
+	MOAT_STAGE_RCPT,
+	MOAT_STAGE_EOM,		/* end of message: headers and body complete */
+	MOAT_STAGE__COUNT
+};
+
+const char *moat_stage_name(enum moat_stage stage);
+
+/* What a filter may know of a session and its message. Strings are
+ * borrowed from the front end for the duration of the call. */
+struct moat_msgctx {
+	const char *session_id;
+	const char *listener;		/* listener name */
+	int role;			/* enum moat_role */
+	const char *client_addr;	/* "192.0.2.1", "2001:db8::1" */
+	int client_port;
+	const char *client_name;	/* "[UNAVAILABLE]" until resolved */
+	const char *helo;		/* NULL before HELO/EHLO */
+	/* TLS and authentication (empty until moat does STARTTLS/AUTH) */
+	const char *tls_version;	/* NULL: no TLS */
+	const char *tls_cipher;
+	const char *auth_user;		/* NULL: not authenticated */
+	/* envelope */
+	const char *mail_from;		/* NULL before MAIL; "" for <> */
+	const char *rcpt;		/* RCPT stage: the recipient being decided */
+	const char *const *rcpts;	/* recipients accepted so far */
+	size_t nrcpts;
+	/* EOM stage: the message as received */
+	const struct moat_message *message;
+	/* services */
+	struct event_base *base;
+	struct moat_worker_pool *workers;
+};
+
+enum moat_filter_status {
+	MOAT_FILTER_CONTINUE = 0,
+	MOAT_FILTER_WAIT = 1,
+	MOAT_FILTER_ERROR = 2,
+};
+
+struct moat_filter_call;
+
+typedef enum moat_filter_status (*moat_filter_fn)(struct moat_filter_call *call);
+
+/* The options every filter section has; the first member of every
+ * filter's config struct. */
+struct moat_filter_common {
+	int dry_run;		/* score and log, never reject/tempfail/discard */
+	char *on_error;		/* "continue", "tempfail", "reject" */
+	long timeout;		/* seconds one stage waits for this filter */
+	/* derived */
+	enum moat_action on_error_action;	/* NONE for continue */
+};
+
+struct moat_filter {
+	const char *name;		/* section and log name, [a-z0-9_] */
+	const char *doc;		/* one sentence for moat.conf(5) */
+	const struct moat_opt *opts;	/* its own options (offsets into conf) */
+	size_t nopts;
+	size_t conf_size;		/* starts with struct moat_filter_common */
+	/* After the options are read: derive, check, report errors with
+	 * moat_section_error(). Returns 0 or -1. May be NULL. */
+	int (*prepare)(void *conf, struct moat_section_ctx *ctx);
+	void (*release)(void *conf);	/* frees what prepare made */
+	moat_filter_fn stage[MOAT_STAGE__COUNT];	/* NULL: not interested */
+};
+
+/* Registers a filter and its config section; at start, before the
+ * configuration is read. moat_filters_register_builtin() registers the
+ * filters moat ships (filters/registry.c). */
+void moat_filter_register(const struct moat_filter *f);
+void moat_filters_register_builtin(void);
+const struct moat_filter *moat_filter_find(const char *name);
+
+/* ---- inside a call ---- */
+
+const struct moat_msgctx *moat_call_ctx(const struct moat_filter_call *call);
+/* The filter's configuration (its struct, common part first). */
+const void *moat_call_conf(const struct moat_filter_call *call);
+enum moat_stage moat_call_stage(const struct moat_filter_call *call);
+
+/* A scored symbol. name: upper case, [A-Z0-9_]; reason: one line. */
+void moat_call_symbol(struct moat_filter_call *call, const char *name, double score,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Header edits, applied when the message is passed on. ADD puts the
+ * header at the top, in the order added. */
+void moat_call_header_add(struct moat_filter_call *call, const char *name, const char *value);
+void moat_call_header_remove(struct moat_filter_call *call, const char *name, int index);
+void moat_call_header_change(struct moat_filter_call *call, const char *name, int index,
+			     const char *value);
+/* An explicit action at this stage: REJECT/TEMPFAIL end the stage (the
+ * RCPT, the MAIL, the connection...) with code and text ("5.7.1 ...";
+ * 0/NULL: the defaults 550 5.7.1 / 451 4.7.1); DISCARD drops the message
+ * at its end; ACCEPT exempts the session or message from later filters.
+ * In dry-run it is only logged. */
+void moat_call_decide(struct moat_filter_call *call, enum moat_action action, int code,
+		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Why the filter failed, for the log (then return/done ERROR). */
+void moat_call_error(struct moat_filter_call *call, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Completes a MOAT_FILTER_WAIT. */
+void moat_call_done(struct moat_filter_call *call, enum moat_filter_status status);
+
+#endif

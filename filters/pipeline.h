@@ -1,0 +1,55 @@
+/*
+ * pipeline.h - run the enabled filters of one SMTP stage, in the
+ * configured order, and turn the total score into an action.
+ *
+ * Front ends (proxy, milter, the moat CLI) call moat_pipeline_run() at
+ * each stage with the session's or message's verdict; the filters' symbols,
+ * header edits and decisions are merged into it. Each filter gets its
+ * own timeout (the common `timeout` option); a filter that errs or times
+ * out follows its `on_error` action. Dry-run (global or per filter)
+ * turns decisions into "would" entries: logged, shown, never applied.
+ *
+ * Owns each pending run; the verdict and context are borrowed and must
+ * stay valid until the callback runs or moat_pipeline_cancel().
+ */
+#ifndef MOAT_PIPELINE_H
+#define MOAT_PIPELINE_H
+
+#include "config.h"
+#include "filter.h"
+#include "verdict.h"
+
+/* How a stage ended. */
+struct moat_stage_result {
+	struct moat_decision decision;	/* NONE: go on; else apply now */
+	int errors;			/* filters that failed or timed out */
+	double ms;			/* time the stage took */
+};
+
+struct moat_pipeline_run;
+typedef void (*moat_pipeline_cb)(void *arg, const struct moat_stage_result *res);
+
+/* Runs stage. Returns 1 if it finished at once (*res filled), or 0 when
+ * a filter waits: cb(arg, res) runs later on the loop. */
+int moat_pipeline_run(const struct moat_config *c, enum moat_stage stage,
+		      const struct moat_msgctx *ctx, struct moat_verdict *v,
+		      moat_pipeline_cb cb, void *arg, struct moat_pipeline_run **run,
+		      struct moat_stage_result *res);
+void moat_pipeline_cancel(struct moat_pipeline_run *run);
+
+/* After the EOM stage: totals the score, and unless a filter already
+ * decided, maps it to an action by the scoring thresholds (the `scoring`
+ * section); adds the result header (and the spam header for add_header)
+ * as header edits. Fills v->decision (ACCEPT at least) and v->would. */
+void moat_pipeline_score(const struct moat_config *c, struct moat_verdict *v);
+
+/* Registers the `scoring` section (filters/scoring.c). */
+void moat_scoring_register(void);
+
+/* Counters since start, for logs and (later) metrics. */
+struct moat_pipeline_stats {
+	unsigned long long runs, errors, timeouts, discards;
+};
+const struct moat_pipeline_stats *moat_pipeline_stats(void);
+
+#endif

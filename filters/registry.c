@@ -1,0 +1,13 @@
+/*
+ * registry.c - the filters moat ships, registered at start by moatd and
+ * the moat CLI (tests add their own with moat_filter_register()).
+ *
+ * Owns nothing; the list is the one place a new filter is added.
+ */
+#include "filter.h"
+#include "pipeline.h"
+
+void moat_filters_register_builtin(void)
+{
+	moat_scoring_register();
+}
