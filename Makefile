@@ -18,7 +18,7 @@ VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
 BASECFLAGS := -std=c11 -D_GNU_SOURCE -DMOAT_VERSION='"$(VERSION)"' \
-	-DMOAT_SYSCONFDIR='"$(SYSCONFDIR)"' -Iutil -Iproxy -Ifilters $(PKG_CFLAGS)
+	-DMOAT_SYSCONFDIR='"$(SYSCONFDIR)"' -Iutil -Iproxy -Ifilters -Icli $(PKG_CFLAGS)
 CFLAGS    ?= -O2 -g
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDLIBS    := $(PKG_LIBS) -lpthread
@@ -57,16 +57,19 @@ $(B)/san/libmoat.a: $(SAN_OBJS)
 
 $(B)/moatd: $(B)/proxy/moatd.o $(B)/libmoat.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/moat: $(B)/cli/moat.o $(B)/libmoat.a
+CLI_SRCS := $(wildcard cli/*.c)
+$(B)/moat: $(CLI_SRCS:%.c=$(B)/%.o) $(B)/libmoat.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # Sanitizer builds used by the test suite. moatd-hooktest is moatd with
 # the test filters of tests/hooks/ linked in (they register themselves).
 $(B)/san/moatd: $(B)/san/proxy/moatd.o $(B)/san/libmoat.a
 	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
-$(B)/san/moat: $(B)/san/cli/moat.o $(B)/san/libmoat.a
+$(B)/san/moat: $(CLI_SRCS:%.c=$(B)/san/%.o) $(B)/san/libmoat.a
 	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 $(B)/san/moatd-hooktest: $(B)/san/proxy/moatd.o $(HOOK_SRCS:%.c=$(B)/san/%.o) $(B)/san/libmoat.a
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+$(B)/san/moat-hooktest: $(CLI_SRCS:%.c=$(B)/san/%.o) $(HOOK_SRCS:%.c=$(B)/san/%.o) $(B)/san/libmoat.a
 	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
 $(B)/san/tests/%: tests/unit/%.c $(B)/san/libmoat.a tests/unit/unit.h
 	@mkdir -p $(dir $@)
@@ -78,7 +81,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard */*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(BASECFLAGS) $(WARN) -o $@ $< $(LIB_SRCS) $(LDLIBS)
 
-build-check: all $(B)/san/moatd $(B)/san/moat $(B)/san/moatd-hooktest $(UNIT_BINS) $(FUZZ_BINS)
+build-check: all $(B)/san/moatd $(B)/san/moat $(B)/san/moatd-hooktest $(B)/san/moat-hooktest $(UNIT_BINS) $(FUZZ_BINS)
 
 deps-demo:
 	@MOAT_PKGS="$(DEMO_PKGS)" sh tests/install-deps.sh

@@ -9,9 +9,10 @@
  *			its documentation), after -o overrides
  *	options		list every option the configuration table declares:
  *			section, name, type, default (tab-separated)
+ *	check ...	run a message file through the filters (check.c)
  *	version		print the version
  *
- * Later commands (check, sign, verify, spf, dnsbl, keygen) drive the same
+ * Later commands (sign, verify, spf, dnsbl, keygen) drive the same
  * pipeline code as the daemon. Owns nothing beyond main's locals.
  */
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "config.h"
 #include "filter.h"
 
@@ -30,6 +32,9 @@ static void usage(void)
 		"commands:\n"
 		"  config [-d]   print the effective configuration (-d: documented)\n"
 		"  options       list every option: section, name, type, default\n"
+		"  check --ip ADDR --helo NAME --from ADDR --rcpt ADDR [--listener NAME] MSGFILE\n"
+		"                run a message through the filters; exit 0 accept, 1 add_header,\n"
+		"                2 tempfail, 3 reject, 4 discard\n"
 		"  version       print the version\n");
 	exit(2);
 }
@@ -72,6 +77,19 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "options") == 0) {
 		moat_config_each_option(print_option, NULL);
 		return 0;
+	}
+	if (strcmp(cmd, "check") == 0) {
+		struct moat_config *c;
+		struct moat_config_errors errs;
+		if (moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
+			for (size_t i = 0; i < errs.n; i++)
+				fprintf(stderr, "%s\n", errs.msg[i]);
+			moat_config_errors_free(&errs);
+			return 78;
+		}
+		int rc = moat_cli_check(c, argc - optind, argv + optind);
+		moat_config_unref(c);
+		return rc;
 	}
 	if (strcmp(cmd, "config") == 0) {
 		int docs = optind + 1 < argc && strcmp(argv[optind + 1], "-d") == 0;
