@@ -107,7 +107,8 @@ install: all
 	install -m 755 $(B)/moatd $(DESTDIR)$(PREFIX)/sbin/moatd
 	install -m 755 $(B)/moat $(DESTDIR)$(PREFIX)/bin/moat
 	install -d -m 700 $(DESTDIR)/var/spool/moat
-	test -e $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf || install -m 644 conf/moat.conf $(DESTDIR)$(SYSCONFDIR)/moat/moat.conf
+	for f in conf/*.conf; do t=$(DESTDIR)$(SYSCONFDIR)/moat/$$(basename $$f); \
+	  test -e $$t || install -m 644 $$f $$t; done
 	install -m 644 man/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 man/moat.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 man/moatd.8 $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -4,10 +4,12 @@
  *
  * Owns nothing; the list is the one place a new filter is added.
  */
+#include "access.h"
 #include "filter.h"
 #include "pipeline.h"
 
 void moat_filters_register_builtin(void)
 {
+	moat_filter_register(&moat_filter_access);
 	moat_scoring_register();
 }

@@ -374,6 +374,64 @@ const char *moat_config_default_path(void)
 	return MOAT_SYSCONFDIR "/moat/moat.conf";
 }
 
+/* Sets list option opt from "a, b" or {"a b", "c"} (quotes protect commas
+ * and spaces; \" and \\ escape inside them). Returns 0 or -1. */
+static int set_list(cfg_t *sec, cfg_opt_t *opt, const char *v)
+{
+	size_t n = strlen(v);
+	char *item = malloc(n + 1);
+	if (!item)
+		return -1;
+	while (*v == ' ')
+		v++;
+	int braced = *v == '{';
+	if (braced)
+		v++;
+	for (;;) {
+		size_t o = 0;
+		while (*v == ' ')
+			v++;
+		if (braced && *v == '}') {
+			v++;
+			break;
+		}
+		if (*v == '\0')
+			break;
+		if (*v == '"') {
+			for (v++; *v && *v != '"'; v++) {
+				if (*v == '\\' && (v[1] == '"' || v[1] == '\\'))
+					v++;
+				item[o++] = *v;
+			}
+			if (*v != '"') {
+				free(item);
+				return -1;
+			}
+			v++;
+		} else {
+			while (*v && *v != ',' && !(braced && *v == '}'))
+				item[o++] = *v++;
+			while (o && item[o - 1] == ' ')
+				o--;
+		}
+		item[o] = '\0';
+		if (!cfg_setopt(sec, opt, item)) {
+			free(item);
+			return -1;
+		}
+		while (*v == ' ')
+			v++;
+		if (*v == ',')
+			v++;
+		else if (!(braced && *v == '}') && *v != '\0') {
+			free(item);
+			return -1;
+		}
+	}
+	free(item);
+	return *v == '\0' ? 0 : -1;
+}
+
 /* Applies one "-o name=value": "opt", "listener.NAME.opt", "SECTION.opt". */
 static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors *errs)
 {
@@ -421,13 +479,11 @@ static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors
 	}
 	size_t before = errs->n;
 	if (opt->flags & CFGF_LIST) {
-		/* "-o filters=a,b" replaces the list */
-		char *copy = strdup(eq + 1);
+		/* replaces the list: -o filters=a,b  or  -o 'x={"a b", "c"}' */
 		cfg_free_value(opt);
-		for (char *tok = copy ? strtok(copy, ", ") : NULL; tok; tok = strtok(NULL, ", "))
-			if (!cfg_setopt(sec, opt, tok))
-				break;
-		free(copy);
+		if (set_list(sec, opt, eq + 1) < 0 && errs->n == before)
+			add_error(errs, "-o %s: expected items separated by commas, "
+				  "each optionally in double quotes", arg);
 	} else if (!cfg_setopt(sec, opt, eq + 1)) {
 		if (errs->n == before)
 			add_error(errs, "-o %s: invalid value for %s", arg, optname);
@@ -740,6 +796,18 @@ void *moat_config_section(const struct moat_config *c, const char *name)
 	return NULL;
 }
 
+/* A string in libconfuse's double-quoted syntax, readable back. */
+static void print_quoted(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', out);
+		fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
 static void print_one(FILE *out, const char *indent, const struct moat_opt *d,
 		      const void *base, int docs)
 {
@@ -758,14 +826,18 @@ static void print_one(FILE *out, const char *indent, const struct moat_opt *d,
 		break;
 	case MOAT_OPT_STR: {
 		const char *s = *(char *const *)(const void *)p;
-		fprintf(out, "%s%s = \"%s\"\n", indent, d->name, s ? s : "");
+		fprintf(out, "%s%s = ", indent, d->name);
+		print_quoted(out, s ? s : "");
+		fprintf(out, "\n");
 		break;
 	}
 	case MOAT_OPT_STR_LIST: {
 		const struct moat_str_list *l = (const struct moat_str_list *)(const void *)p;
 		fprintf(out, "%s%s = {", indent, d->name);
-		for (size_t i = 0; i < l->n; i++)
-			fprintf(out, "%s\"%s\"", i ? ", " : "", l->v[i]);
+		for (size_t i = 0; i < l->n; i++) {
+			fprintf(out, "%s", i ? ", " : "");
+			print_quoted(out, l->v[i]);
+		}
 		fprintf(out, "}\n");
 		break;
 	}
