@@ -100,7 +100,7 @@ echo "   smtp-sink accepts every message and writes it to a file (pid $SINK_PID)
 
 # ---------------------------------------------------------------------------
 say "Starting moatd on 127.0.0.1:$MOAT_PORT in front of it"
-cp conf/moat.conf "$TMP/moat.conf"
+cp conf/*.conf "$TMP/"
 cat <<EOF
    Configuration: the shipped conf/moat.conf, with these -o overrides:
      listener.inbound.listen=127.0.0.1:$MOAT_PORT
@@ -109,11 +109,11 @@ cat <<EOF
      pid_file=$TMP/moatd.pid
      listener.inbound.xclient=no  listener.inbound.proxy_address_untrusted=yes
    Why xclient=no: the shipped config tells the upstream who the client is
-   with XCLIENT, which Postfix answers with 220 and a fresh greeting.
-   smtp-sink is a test server: it answers XCLIENT with 250 and ignores the
-   client's address, so it cannot show XCLIENT at work (and moat, expecting
-   220, would tempfail with 451 4.3.5). Without XCLIENT moat adds a
-   Received: header naming the client instead. A real upstream must then
+   with XCLIENT (Postfix: smtpd_authorized_xclient_hosts). smtp-sink is a
+   test server: it offers XCLIENT without the ADDR attribute and ignores
+   what it is told, so it cannot show XCLIENT at work (moat would tempfail
+   with 451 4.3.5 rather than pass mail without the client's address).
+   Without XCLIENT moat adds a Received: header naming the client instead. A real upstream must then
    not trust moat's address (Postfix mynetworks), or it is an open relay;
    moat refuses xclient=no unless proxy_address_untrusted=yes says so.
    In production, keep xclient = yes (README.md).
