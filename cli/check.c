@@ -25,6 +25,7 @@
 #include "filter.h"
 #include "message.h"
 #include "pipeline.h"
+#include "resolver.h"
 #include "worker.h"
 
 #define MAX_RCPTS 256
@@ -226,6 +227,12 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 	run.base = event_base_new();
 	run.ctx.base = run.base;
 	run.ctx.workers = moat_worker_pool_new(run.base, 2);
+	char err[512];
+	const struct moat_resolver_conf *rc = moat_config_section(c, "resolver");
+	run.ctx.resolver = rc ? moat_resolver_new(run.base, rc, err, sizeof(err)) : NULL;
+	if (!run.ctx.resolver)
+		fprintf(stderr, "moat check: %s; DNS lookups will fail\n",
+			rc ? err : "no resolver configuration");
 	moat_verdict_init(&run.sess);
 	moat_verdict_init(&run.msg);
 
@@ -276,16 +283,21 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 	}
 	status = exit_for(run.msg.decision.action);
 	goto out;
-refused:
+refused: {
+	/* the verdict shown carries the decision that ended the stage */
+	struct moat_verdict *shown = run.msg.nsymbols ? &run.msg : &run.sess;
 	moat_verdict_total(&run.msg);
-	print_verdict(run.msg.nsymbols ? &run.msg : &run.sess);
+	shown->decision = r->decision;
+	print_verdict(shown);
 	status = exit_for(r->decision.action);
+}
 out:
 	moat_verdict_clear(&run.sess);
 	moat_verdict_clear(&run.msg);
 	moat_message_free(&run.message);
 	msg_spool_free(run.spool);
 	moat_worker_pool_free(run.ctx.workers);
+	moat_resolver_free(run.ctx.resolver);
 	event_base_free(run.base);
 	return status;
 }

@@ -10,6 +10,7 @@
  *	options		list every option the configuration table declares:
  *			section, name, type, default (tab-separated)
  *	check ...	run a message file through the filters (check.c)
+ *	dns NAME [TYPE]	one lookup through moat's resolver (dns.c)
  *	version		print the version
  *
  * Later commands (sign, verify, spf, dnsbl, keygen) drive the same
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "dns.h"
 #include "config.h"
 #include "filter.h"
 
@@ -35,6 +37,8 @@ static void usage(void)
 		"  check --ip ADDR --helo NAME --from ADDR --rcpt ADDR [--listener NAME] MSGFILE\n"
 		"                run a message through the filters; exit 0 accept, 1 add_header,\n"
 		"                2 tempfail, 3 reject, 4 discard\n"
+		"  dns NAME [TYPE]  one lookup through moat's resolver; exit 0 answer,\n"
+		"                1 no such name/data, 2 temporary failure\n"
 		"  version       print the version\n");
 	exit(2);
 }
@@ -78,7 +82,7 @@ int main(int argc, char **argv)
 		moat_config_each_option(print_option, NULL);
 		return 0;
 	}
-	if (strcmp(cmd, "check") == 0) {
+	if (strcmp(cmd, "check") == 0 || strcmp(cmd, "dns") == 0) {
 		struct moat_config *c;
 		struct moat_config_errors errs;
 		if (moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
@@ -87,7 +91,8 @@ int main(int argc, char **argv)
 			moat_config_errors_free(&errs);
 			return 78;
 		}
-		int rc = moat_cli_check(c, argc - optind, argv + optind);
+		int rc = strcmp(cmd, "dns") == 0 ? moat_cli_dns(c, argc - optind, argv + optind)
+						  : moat_cli_check(c, argc - optind, argv + optind);
 		moat_config_unref(c);
 		return rc;
 	}

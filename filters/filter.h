@@ -42,6 +42,7 @@
 #include "verdict.h"
 
 struct event_base;
+struct moat_resolver;
 struct moat_worker_pool;
 
 enum moat_stage {
@@ -79,6 +80,7 @@ struct moat_msgctx {
 	/* services */
 	struct event_base *base;
 	struct moat_worker_pool *workers;
+	struct moat_resolver *resolver;	/* DNS (filters/resolver.h) */
 };
 
 enum moat_filter_status {

@@ -7,9 +7,11 @@
 #include "access.h"
 #include "filter.h"
 #include "pipeline.h"
+#include "resolver.h"
 
 void moat_filters_register_builtin(void)
 {
 	moat_filter_register(&moat_filter_access);
 	moat_scoring_register();
+	moat_resolver_register();
 }

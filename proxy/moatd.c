@@ -81,6 +81,8 @@ static void reload(void)
 		moat_config_unref(c);
 		return;
 	}
+	if (server_apply_resolver(&g.srv, c, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "reload: %s; the running resolver stays", err);
 	moat_config_unref(c);	/* the server holds its own reference */
 	if (!g.foreground)
 		moat_log_open("moatd", 0, g.srv.conf->facility);
@@ -216,6 +218,11 @@ int main(int argc, char **argv)
 	g.srv.workers = moat_worker_pool_new(g.base, WORKER_THREADS);
 	if (!g.srv.workers) {
 		moat_log(LOG_ERR, "cannot start worker threads");
+		return 1;
+	}
+	/* threads (worker pool, libunbound) only after daemon()'s fork */
+	if (server_apply_resolver(&g.srv, g.srv.conf, err, sizeof(err)) < 0) {
+		moat_log(LOG_ERR, "%s", err);
 		return 1;
 	}
 	for (int i = 0; i < 3; i++) {

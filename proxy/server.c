@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "resolver.h"
 #include "session.h"
 #include "worker.h"
 
@@ -224,6 +225,28 @@ fail:
 	return -1;
 }
 
+int server_apply_resolver(struct server *srv, const struct moat_config *conf,
+			  char *err, size_t errlen)
+{
+	const struct moat_resolver_conf *rc = moat_config_section(conf, "resolver");
+	const struct moat_resolver_conf *old = srv->resolver_conf;
+	if (!rc) {
+		snprintf(err, errlen, "no resolver configuration");
+		return -1;
+	}
+	if (!(srv->resolver && old && moat_resolver_conf_equal(old, rc))) {
+		struct moat_resolver *r = moat_resolver_new(srv->base, rc, err, errlen);
+		if (!r)
+			return -1;
+		moat_resolver_retire(srv->resolver);
+		srv->resolver = r;
+	}
+	moat_config_unref(srv->resolver_owner);
+	srv->resolver_owner = moat_config_ref((struct moat_config *)conf);
+	srv->resolver_conf = rc;
+	return 0;
+}
+
 static void shutdown_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
@@ -287,6 +310,10 @@ void server_free(struct server *srv)
 	if (srv->probe_timer)
 		event_free(srv->probe_timer);
 	moat_worker_pool_free(srv->workers);
+	moat_resolver_free(srv->resolver);
+	srv->resolver = NULL;
+	moat_config_unref(srv->resolver_owner);
+	srv->resolver_owner = NULL;
 	moat_config_unref(srv->conf);
 	srv->conf = NULL;
 }

@@ -41,6 +41,9 @@ struct server {
 	struct event_base *base;
 	struct moat_config *conf;	/* current; sessions hold their own ref */
 	struct moat_worker_pool *workers;
+	struct moat_resolver *resolver;	/* current; sessions use it per query */
+	const void *resolver_conf;	/* its configuration, inside... */
+	struct moat_config *resolver_owner;	/* ...this config (a reference) */
 	struct listener **listeners;
 	size_t nlisteners;
 	struct session *sessions;	/* doubly linked through session */
@@ -56,6 +59,11 @@ struct server {
  * socket. Returns 0, or -1 with a reason in err (old set untouched). */
 int server_apply_config(struct server *srv, struct moat_config *conf,
 			char *err, size_t errlen);
+
+/* Creates the resolver for conf, or keeps the current one if its
+ * configuration did not change. Returns 0, or -1 with err. */
+int server_apply_resolver(struct server *srv, const struct moat_config *conf,
+			  char *err, size_t errlen);
 
 /* SIGTERM: stop accepting, close idle sessions, let transactions finish
  * up to shutdown_timeout. The loop exits when the last session is gone. */

@@ -92,6 +92,10 @@ struct session {
 	enum moat_stage pstage;
 	void (*pcont)(struct session *, const struct moat_stage_result *);
 	struct moat_verdict sess_v;	/* connect and HELO symbols */
+	struct {			/* sess_v after the connect stage, */
+		int exempt;		/* restored at each HELO/EHLO */
+		struct moat_decision decision, would;
+	} conn_v;
 	struct moat_verdict msg_v;	/* this message's verdict */
 	struct moat_message message;	/* parsed at end of data */
 	char *edited_head;		/* header block as passed on */
@@ -204,6 +208,7 @@ static void update_ctx(struct session *s)
 	s->ctx.rcpts = (const char *const *)s->rcpts;
 	s->ctx.nrcpts = s->nrcpts;
 	s->ctx.message = s->message.spool ? &s->message : NULL;
+	s->ctx.resolver = s->srv->resolver;	/* a reload may replace it */
 }
 
 static void drop_upstream(struct session *s)
@@ -526,7 +531,11 @@ static void cmd_helo(struct session *s, const struct smtp_cmd *c)
 	free(s->helo);
 	s->helo = strndup(c->arg, c->arg_len);
 	s->esmtp = c->verb == SMTP_VERB_EHLO;
+	/* a new HELO replaces what the last one decided, not the connect's */
 	moat_verdict_drop_stage(&s->sess_v, MOAT_STAGE_HELO);
+	s->sess_v.exempt = s->conn_v.exempt;
+	s->sess_v.decision = s->conn_v.decision;
+	s->sess_v.would = s->conn_v.would;
 	run_stage(s, MOAT_STAGE_HELO, helo_continue);
 }
 
@@ -1203,6 +1212,9 @@ static void greet_continue(struct session *s, const struct moat_stage_result *r)
 		close_after_flush(s);
 		return;
 	}
+	s->conn_v.exempt = s->sess_v.exempt;
+	s->conn_v.decision = s->sess_v.decision;
+	s->conn_v.would = s->sess_v.would;
 	reply(s, 220, "%s ESMTP moat", s->conf->hostname);
 	command_done(s);
 }

@@ -1,0 +1,558 @@
+/*
+ * resolver.c - DNS lookups on the event loop through libunbound.
+ *
+ * libunbound runs its own thread (ub_ctx_async(ctx, 1)) and signals
+ * finished queries on a descriptor that the loop watches; its callbacks
+ * then run on the loop thread from ub_process(). Each query gets a
+ * deadline timer of moat's own; when it fires the query is cancelled in
+ * libunbound and reported as a timeout. The answer is copied out of
+ * libunbound's result into plain arrays for the caller.
+ *
+ * Owns the libunbound context, the loop event, and each query until its
+ * callback ran or it was cancelled.
+ */
+#include "resolver.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unbound.h>
+
+#include "log.h"
+
+struct moat_dns_query {
+	struct moat_resolver *r;
+	struct moat_dns_query *next, *prev;
+	int async_id;
+	int started;		/* libunbound knows it */
+	struct event *timer;
+	moat_dns_cb cb;
+	void *arg;
+	char *name;
+	int type;
+	struct timespec start;
+};
+
+struct moat_resolver {
+	struct event_base *base;
+	struct ub_ctx *ub;
+	struct event *ev;
+	long timeout;
+	struct moat_dns_query *queries;
+	struct moat_resolver_stats stats;
+	int retired;
+};
+
+/* ---- the config section ---------------------------------------------- */
+
+#define R(field) offsetof(struct moat_resolver_conf, field)
+static const struct moat_opt resolver_opts[] = {
+	{"nameservers", MOAT_OPT_STR_LIST, R(nameservers), 0, "{}", 0, 0, 0, NULL,
+	 "Nameservers every lookup is sent to, as \"address\" or \"address:port\" (\"[v6]:port\"); "
+	 "they must resolve recursively. Empty: those of /etc/resolv.conf."},
+	{"timeout", MOAT_OPT_INT, R(timeout), 5, NULL, 1, 60, 0, NULL,
+	 "Seconds one lookup may take, retries included; then it counts as a temporary failure, never as \"not listed\"."},
+	{"cache_size", MOAT_OPT_INT, R(cache_size), 4194304, NULL, 65536, 1073741824, 0, NULL,
+	 "Octets of memory for cached answers (negative answers included), kept for their TTL."},
+	{"trust_anchor", MOAT_OPT_STR, R(trust_anchor), 0, "", 0, 0, 0, NULL,
+	 "DNSSEC root trust anchor file (Debian: /usr/share/dns/root.key from dns-root-data); "
+	 "answers are then validated and marked secure. Empty: no validation."},
+};
+
+static int prepare(void *data, struct moat_section_ctx *ctx)
+{
+	struct moat_resolver_conf *c = data;
+	int bad = 0;
+	for (size_t i = 0; i < c->nameservers.n; i++) {
+		char buf[300];
+		const char *ns = c->nameservers.v[i];
+		struct in6_addr a6;
+		struct in_addr a4;
+		/* address, address:port, [v6]:port, or a bare v6 address */
+		if (ns[0] == '[') {
+			const char *e = strchr(ns, ']');
+			size_t n = e ? (size_t)(e - ns - 1) : 0;
+			if (!e || n >= sizeof(buf) || (e[1] && e[1] != ':')) {
+				bad = -1;
+			} else {
+				memcpy(buf, ns + 1, n);
+				buf[n] = '\0';
+				if (inet_pton(AF_INET6, buf, &a6) != 1)
+					bad = -1;
+			}
+		} else if (inet_pton(AF_INET6, ns, &a6) != 1) {
+			snprintf(buf, sizeof(buf), "%s", ns);
+			char *colon = strchr(buf, ':');
+			if (colon)
+				*colon = '\0';
+			if (inet_pton(AF_INET, buf, &a4) != 1 ||
+			    (colon && (atoi(colon + 1) < 1 || atoi(colon + 1) > 65535)))
+				bad = -1;
+		}
+		if (bad < 0) {
+			moat_section_error(ctx, "nameservers", "expected an IP address with an optional "
+					   ":port (\"[v6]:port\"), got \"%s\"", ns);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static const struct moat_section_def resolver_section = {
+	.name = "resolver",
+	.doc = "The DNS resolver every filter uses.",
+	.opts = resolver_opts,
+	.nopts = sizeof(resolver_opts) / sizeof(resolver_opts[0]),
+	.size = sizeof(struct moat_resolver_conf),
+	.prepare = prepare,
+};
+
+void moat_resolver_register(void)
+{
+	moat_config_register_section(&resolver_section);
+}
+
+/* ---- names ----------------------------------------------------------- */
+
+static const char *const status_names[] = {"ok", "nxdomain", "nodata", "servfail", "timeout", "error"};
+
+const char *moat_dns_status_name(enum moat_dns_status st)
+{
+	return (unsigned)st < sizeof(status_names) / sizeof(status_names[0]) ? status_names[st] : "?";
+}
+
+int moat_dns_temporary(enum moat_dns_status st)
+{
+	return st == MOAT_DNS_SERVFAIL || st == MOAT_DNS_TIMEOUT || st == MOAT_DNS_ERROR;
+}
+
+static const struct {
+	const char *name;
+	int type;
+} types[] = {
+	{"A", MOAT_DNS_A}, {"NS", MOAT_DNS_NS}, {"CNAME", MOAT_DNS_CNAME}, {"PTR", MOAT_DNS_PTR},
+	{"MX", MOAT_DNS_MX}, {"TXT", MOAT_DNS_TXT}, {"AAAA", MOAT_DNS_AAAA},
+};
+
+const char *moat_dns_type_name(int type)
+{
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (types[i].type == type)
+			return types[i].name;
+	return "?";
+}
+
+int moat_dns_type_parse(const char *name, int *type)
+{
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcasecmp(types[i].name, name) == 0) {
+			*type = types[i].type;
+			return 0;
+		}
+	return -1;
+}
+
+/* ---- the context ------------------------------------------------------- */
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct moat_resolver *r = arg;
+	(void)fd;
+	(void)what;
+	ub_process(r->ub);
+}
+
+static int set_opt(struct ub_ctx *ub, const char *opt, const char *val, char *err, size_t errlen)
+{
+	int rc = ub_ctx_set_option(ub, opt, val);
+	if (rc != 0)
+		snprintf(err, errlen, "resolver option %s %s: %s", opt, val, ub_strerror(rc));
+	return rc ? -1 : 0;
+}
+
+struct moat_resolver *moat_resolver_new(struct event_base *base,
+					const struct moat_resolver_conf *conf,
+					char *err, size_t errlen)
+{
+	struct moat_resolver *r = calloc(1, sizeof(*r));
+	char val[64];
+	int rc;
+
+	if (!r || !(r->ub = ub_ctx_create())) {
+		snprintf(err, errlen, "cannot create the resolver");
+		free(r);
+		return NULL;
+	}
+	r->base = base;
+	r->timeout = conf->timeout > 0 ? conf->timeout : 5;
+	snprintf(val, sizeof(val), "%ld", conf->cache_size > 0 ? conf->cache_size : 4194304);
+	if (set_opt(r->ub, "msg-cache-size:", val, err, errlen) < 0 ||
+	    set_opt(r->ub, "rrset-cache-size:", val, err, errlen) < 0 ||
+	    set_opt(r->ub, "do-not-query-localhost:", "no", err, errlen) < 0)
+		goto fail;
+	if (conf->nameservers.n == 0) {
+		if ((rc = ub_ctx_resolvconf(r->ub, NULL)) != 0) {
+			snprintf(err, errlen, "resolver: reading /etc/resolv.conf: %s", ub_strerror(rc));
+			goto fail;
+		}
+	}
+	for (size_t i = 0; i < conf->nameservers.n; i++) {
+		/* "a.b.c.d:53" / "[v6]:53" -> libunbound's "addr@53" */
+		char fwd[300];
+		const char *ns = conf->nameservers.v[i];
+		if (ns[0] == '[') {
+			const char *e = strchr(ns, ']');
+			snprintf(fwd, sizeof(fwd), "%.*s%s%s", (int)(e - ns - 1), ns + 1,
+				 e[1] == ':' ? "@" : "", e[1] == ':' ? e + 2 : "");
+		} else if (strchr(ns, ':') && strchr(ns, ':') == strrchr(ns, ':')) {
+			const char *c = strchr(ns, ':');
+			snprintf(fwd, sizeof(fwd), "%.*s@%s", (int)(c - ns), ns, c + 1);
+		} else {
+			snprintf(fwd, sizeof(fwd), "%s", ns);
+		}
+		if ((rc = ub_ctx_set_fwd(r->ub, fwd)) != 0) {
+			snprintf(err, errlen, "resolver: nameserver %s: %s", ns, ub_strerror(rc));
+			goto fail;
+		}
+	}
+	if (conf->trust_anchor && *conf->trust_anchor &&
+	    (rc = ub_ctx_add_ta_file(r->ub, conf->trust_anchor)) != 0) {
+		snprintf(err, errlen, "resolver: trust_anchor %s: %s", conf->trust_anchor,
+			 ub_strerror(rc));
+		goto fail;
+	}
+	if ((rc = ub_ctx_async(r->ub, 1)) != 0) {
+		snprintf(err, errlen, "resolver: %s", ub_strerror(rc));
+		goto fail;
+	}
+	r->ev = event_new(base, ub_fd(r->ub), EV_READ | EV_PERSIST, on_ready, r);
+	if (!r->ev || event_add(r->ev, NULL) < 0) {
+		snprintf(err, errlen, "resolver: cannot watch libunbound's descriptor");
+		goto fail;
+	}
+	return r;
+fail:
+	moat_resolver_free(r);
+	return NULL;
+}
+
+static void unlink_query(struct moat_dns_query *q)
+{
+	struct moat_resolver *r = q->r;
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		r->queries = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	r->stats.in_flight--;
+}
+
+static void query_free(struct moat_dns_query *q)
+{
+	if (q->timer)
+		event_free(q->timer);
+	free(q->name);
+	free(q);
+}
+
+void moat_resolver_free(struct moat_resolver *r)
+{
+	if (!r)
+		return;
+	while (r->queries) {
+		struct moat_dns_query *q = r->queries;
+		if (q->started)
+			ub_cancel(r->ub, q->async_id);
+		unlink_query(q);
+		query_free(q);
+	}
+	if (r->ev)
+		event_free(r->ev);
+	if (r->ub)
+		ub_ctx_delete(r->ub);
+	free(r);
+}
+
+static void free_later(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	moat_resolver_free(arg);
+}
+
+/* After a query ended: a retired resolver goes once it is idle, from the
+ * loop (not from inside libunbound's ub_process()). */
+static void maybe_free(struct moat_resolver *r)
+{
+	struct timeval now = {0, 0};
+	if (r->retired == 1 && r->stats.in_flight == 0) {
+		r->retired = 2;
+		event_base_once(r->base, -1, EV_TIMEOUT, free_later, r, &now);
+	}
+}
+
+void moat_resolver_retire(struct moat_resolver *r)
+{
+	if (!r)
+		return;
+	r->retired = 1;
+	maybe_free(r);
+}
+
+static int lists_equal(const struct moat_str_list *a, const struct moat_str_list *b)
+{
+	if (a->n != b->n)
+		return 0;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return 0;
+	return 1;
+}
+
+int moat_resolver_conf_equal(const struct moat_resolver_conf *a, const struct moat_resolver_conf *b)
+{
+	return lists_equal(&a->nameservers, &b->nameservers) && a->timeout == b->timeout &&
+	       a->cache_size == b->cache_size &&
+	       strcmp(a->trust_anchor ? a->trust_anchor : "", b->trust_anchor ? b->trust_anchor : "") == 0;
+}
+
+void moat_resolver_stats(const struct moat_resolver *r, struct moat_resolver_stats *out)
+{
+	*out = r->stats;
+}
+
+/* ---- answers ------------------------------------------------------------ */
+
+/* A wire-format name at p (len octets) into text; 0 or -1. */
+static int wire_name(const unsigned char *p, size_t len, char *out, size_t outlen)
+{
+	size_t i = 0, o = 0;
+	while (i < len && p[i]) {
+		size_t l = p[i++];
+		if (l > 63 || i + l > len || o + l + 2 > outlen)
+			return -1;
+		if (o)
+			out[o++] = '.';
+		memcpy(out + o, p + i, l);
+		o += l;
+		i += l;
+	}
+	if (i >= len)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+static double ms_since(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+	       (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+/* Fills ans from a libunbound result and calls back. */
+static void deliver(struct moat_dns_query *q, int err, struct ub_result *res)
+{
+	struct moat_resolver *r = q->r;
+	struct moat_dns_answer a;
+	size_t n = 0;
+
+	memset(&a, 0, sizeof(a));
+	a.type = q->type;
+	a.name = q->name;
+	a.ms = ms_since(&q->start);
+	if (err || !res) {
+		a.status = MOAT_DNS_ERROR;
+	} else {
+		a.rcode = res->rcode;
+		a.secure = res->secure;
+		a.bogus = res->bogus;
+		a.ttl = res->ttl;
+		if (res->bogus)
+			a.status = MOAT_DNS_ERROR;
+		else if (res->nxdomain)
+			a.status = MOAT_DNS_NXDOMAIN;
+		else if (res->rcode == 2)
+			a.status = MOAT_DNS_SERVFAIL;
+		else if (res->rcode != 0)
+			a.status = MOAT_DNS_ERROR;
+		else if (!res->havedata)
+			a.status = MOAT_DNS_NODATA;
+		else
+			a.status = MOAT_DNS_OK;
+		while (a.status == MOAT_DNS_OK && res->data[n])
+			n++;
+	}
+	struct in_addr *a4 = NULL;
+	struct in6_addr *a6 = NULL;
+	char **strs = NULL;
+	struct moat_dns_mx *mx = NULL;
+	if (n) {
+		a4 = calloc(n, sizeof(*a4));
+		a6 = calloc(n, sizeof(*a6));
+		strs = calloc(n + 1, sizeof(*strs));
+		mx = calloc(n, sizeof(*mx));
+	}
+	if (n && (!a4 || !a6 || !strs || !mx)) {
+		a.status = MOAT_DNS_ERROR;
+		n = 0;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *d = (const unsigned char *)res->data[i];
+		size_t len = (size_t)res->len[i];
+		switch (q->type) {
+		case MOAT_DNS_A:
+			if (len == 4)
+				memcpy(&a4[k++], d, 4);
+			break;
+		case MOAT_DNS_AAAA:
+			if (len == 16)
+				memcpy(&a6[k++], d, 16);
+			break;
+		case MOAT_DNS_TXT: {
+			/* character-strings joined into one (RFC 7208 3.3) */
+			char *s = malloc(len + 1);
+			size_t o = 0, j = 0;
+			if (!s)
+				break;
+			while (j < len) {
+				size_t l = d[j++];
+				if (j + l > len)
+					break;
+				memcpy(s + o, d + j, l);
+				o += l;
+				j += l;
+			}
+			s[o] = '\0';
+			strs[k++] = s;
+			break;
+		}
+		case MOAT_DNS_MX:
+			if (len > 2 && wire_name(d + 2, len - 2, mx[k].host, sizeof(mx[k].host)) == 0) {
+				mx[k].preference = (d[0] << 8) | d[1];
+				k++;
+			}
+			break;
+		default: {	/* PTR, NS, CNAME */
+			char *s = malloc(256);
+			if (s && wire_name(d, len, s, 256) == 0)
+				strs[k++] = s;
+			else
+				free(s);
+			break;
+		}
+		}
+	}
+	a.n = k;
+	a.a = a4;
+	a.aaaa = a6;
+	a.txt = (const char *const *)strs;
+	a.names = (const char *const *)strs;
+	a.mx = mx;
+	if (a.status == MOAT_DNS_OK && k == 0)
+		a.status = MOAT_DNS_NODATA;
+
+	r->stats.answers++;
+	if (a.status == MOAT_DNS_NXDOMAIN)
+		r->stats.nxdomain++;
+	else if (moat_dns_temporary(a.status))
+		r->stats.failures++;
+	unlink_query(q);
+	q->cb(q->arg, &a);
+	for (size_t i = 0; strs && i < k; i++)
+		free(strs[i]);
+	free(strs);
+	free(a4);
+	free(a6);
+	free(mx);
+	query_free(q);
+	maybe_free(r);
+}
+
+static void on_result(void *arg, int err, struct ub_result *res)
+{
+	struct moat_dns_query *q = arg;
+	q->started = 0;
+	deliver(q, err, res);
+	ub_resolve_free(res);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct moat_dns_query *q = arg;
+	struct moat_resolver *r = q->r;
+	struct moat_dns_answer a;
+	(void)fd;
+	(void)what;
+	if (q->started) {
+		ub_cancel(r->ub, q->async_id);
+		q->started = 0;
+		memset(&a, 0, sizeof(a));
+		a.status = MOAT_DNS_TIMEOUT;
+		a.type = q->type;
+		a.name = q->name;
+		a.ms = ms_since(&q->start);
+		r->stats.timeouts++;
+		r->stats.failures++;
+		unlink_query(q);
+		q->cb(q->arg, &a);
+		query_free(q);
+		maybe_free(r);
+		return;
+	}
+	/* not started: libunbound refused the query at once */
+	deliver(q, 1, NULL);
+}
+
+struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *name,
+					   int type, long timeout_ms, moat_dns_cb cb, void *arg)
+{
+	struct moat_dns_query *q = calloc(1, sizeof(*q));
+	if (!q || !(q->name = strdup(name)) ||
+	    !(q->timer = evtimer_new(r->base, on_timer, q))) {
+		if (q)
+			free(q->name);
+		free(q);
+		return NULL;
+	}
+	q->r = r;
+	q->type = type;
+	q->cb = cb;
+	q->arg = arg;
+	clock_gettime(CLOCK_MONOTONIC, &q->start);
+	q->next = r->queries;
+	if (q->next)
+		q->next->prev = q;
+	r->queries = q;
+	r->stats.in_flight++;
+	r->stats.queries++;
+	if (ub_resolve_async(r->ub, name, type, 1, q, on_result, &q->async_id) == 0) {
+		q->started = 1;
+		long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
+		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+		evtimer_add(q->timer, &tv);
+	} else {
+		struct timeval now = {0, 0};	/* report the failure from the loop */
+		evtimer_add(q->timer, &now);
+	}
+	return q;
+}
+
+void moat_dns_cancel(struct moat_dns_query *q)
+{
+	if (!q)
+		return;
+	struct moat_resolver *r = q->r;
+	if (q->started)
+		ub_cancel(r->ub, q->async_id);
+	unlink_query(q);
+	query_free(q);
+	maybe_free(r);
+}

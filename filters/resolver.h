@@ -1,0 +1,116 @@
+/*
+ * resolver.h - moat's one DNS resolver: every filter's lookups (DNS
+ * lists, SPF, DKIM keys, DMARC) go through it, on the event loop.
+ *
+ * libunbound does the work: the configured nameservers as forwarders
+ * (or /etc/resolv.conf), many queries in flight, answers and negative
+ * answers cached by TTL in a bounded cache, TCP when an answer is
+ * truncated, DNSSEC validation when a trust anchor is configured. moat
+ * adds a deadline per query. A failed lookup (timeout, SERVFAIL,
+ * REFUSED...) is reported as such and never as "no such name".
+ *
+ * The resolver owns its libunbound context and each query record until
+ * the query's callback has run or it was cancelled.
+ */
+#ifndef MOAT_RESOLVER_H
+#define MOAT_RESOLVER_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+
+#include "config.h"
+
+struct event_base;
+struct moat_resolver;
+struct moat_dns_query;
+
+enum moat_dns_type {
+	MOAT_DNS_A = 1,
+	MOAT_DNS_NS = 2,
+	MOAT_DNS_CNAME = 5,
+	MOAT_DNS_PTR = 12,
+	MOAT_DNS_MX = 15,
+	MOAT_DNS_TXT = 16,
+	MOAT_DNS_AAAA = 28,
+};
+
+enum moat_dns_status {
+	MOAT_DNS_OK = 0,	/* records of the type asked for */
+	MOAT_DNS_NXDOMAIN,	/* the name does not exist (authoritative) */
+	MOAT_DNS_NODATA,	/* the name exists, no records of that type */
+	MOAT_DNS_SERVFAIL,	/* the servers failed (also: a dead nameserver) */
+	MOAT_DNS_TIMEOUT,	/* no answer before the deadline */
+	MOAT_DNS_ERROR,		/* refused, malformed, out of memory... */
+};
+
+const char *moat_dns_status_name(enum moat_dns_status st);
+/* 1 for the statuses that mean "try again later" (SERVFAIL, TIMEOUT, ERROR). */
+int moat_dns_temporary(enum moat_dns_status st);
+/* "A", "TXT"...; moat_dns_type_parse() returns 0 or -1. */
+const char *moat_dns_type_name(int type);
+int moat_dns_type_parse(const char *name, int *type);
+
+struct moat_dns_mx {
+	int preference;
+	char host[256];
+};
+
+/* One answer. Arrays hold n entries of the asked type (only one of them
+ * is used); strings are NUL-terminated; TXT records have their strings
+ * joined (RFC 7208 3.3) into one. All borrowed for the callback only. */
+struct moat_dns_answer {
+	enum moat_dns_status status;
+	int type;
+	const char *name;	/* as asked */
+	int rcode;		/* DNS rcode (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED) */
+	int ttl;
+	int secure;		/* DNSSEC-validated */
+	int bogus;		/* DNSSEC validation failed (status is then ERROR) */
+	size_t n;
+	const struct in_addr *a;
+	const struct in6_addr *aaaa;
+	const char *const *txt;
+	const char *const *names;	/* PTR, CNAME, NS */
+	const struct moat_dns_mx *mx;
+	double ms;		/* time the lookup took */
+};
+
+typedef void (*moat_dns_cb)(void *arg, const struct moat_dns_answer *ans);
+
+/* The resolver's configuration: section "resolver" of moat.conf. */
+struct moat_resolver_conf {
+	struct moat_str_list nameservers;	/* "127.0.0.1", "127.0.0.1:5353", "[::1]:53" */
+	long timeout;		/* seconds per query (the deadline) */
+	long cache_size;	/* octets of answer cache */
+	char *trust_anchor;	/* DNSSEC root key file, "" = no validation */
+};
+
+/* Registers the "resolver" config section (at start). */
+void moat_resolver_register(void);
+
+struct moat_resolver *moat_resolver_new(struct event_base *base,
+					const struct moat_resolver_conf *conf,
+					char *err, size_t errlen);
+/* Cancels every query (their callbacks do not run) and frees. */
+void moat_resolver_free(struct moat_resolver *r);
+/* Frees r once the queries in flight have been answered (a reload
+ * replaced it); new queries must not be started on it. */
+void moat_resolver_retire(struct moat_resolver *r);
+/* 1 if a and b configure the same resolver. */
+int moat_resolver_conf_equal(const struct moat_resolver_conf *a, const struct moat_resolver_conf *b);
+
+/* Starts a lookup. cb runs later on the loop, exactly once, unless the
+ * query is cancelled first; never from inside this call. timeout_ms 0:
+ * the configured timeout. Returns NULL only when out of memory. */
+struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *name,
+					   int type, long timeout_ms, moat_dns_cb cb, void *arg);
+void moat_dns_cancel(struct moat_dns_query *q);
+
+/* Queries in flight, and counters since start. */
+struct moat_resolver_stats {
+	unsigned long long queries, answers, nxdomain, failures, timeouts;
+	size_t in_flight;
+};
+void moat_resolver_stats(const struct moat_resolver *r, struct moat_resolver_stats *out);
+
+#endif
