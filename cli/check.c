@@ -43,6 +43,7 @@ struct run {
 	size_t naccepted;
 	struct moat_stage_result res;
 	int waiting;
+	void *filter_state[MOAT_MAX_FILTERS];
 };
 
 static void on_done(void *arg, const struct moat_stage_result *r)
@@ -180,6 +181,7 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 	run.ctx.client_addr = "127.0.0.1";
 	run.ctx.client_name = "[UNAVAILABLE]";
 	run.ctx.session_id = "CHECK";
+	run.ctx.filter_state = run.filter_state;
 	run.ctx.mail_from = "";
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -233,6 +235,7 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 	if (!run.ctx.resolver)
 		fprintf(stderr, "moat check: %s; DNS lookups will fail\n",
 			rc ? err : "no resolver configuration");
+	moat_filters_activate(c, run.base, run.ctx.resolver);
 	moat_verdict_init(&run.sess);
 	moat_verdict_init(&run.msg);
 
@@ -292,6 +295,7 @@ refused: {
 	status = exit_for(r->decision.action);
 }
 out:
+	moat_filters_session_end(run.filter_state);
 	moat_verdict_clear(&run.sess);
 	moat_verdict_clear(&run.msg);
 	moat_message_free(&run.message);

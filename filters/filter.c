@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#define MAX_FILTERS 32
+#define MAX_FILTERS MOAT_MAX_FILTERS
 
 static const char *const on_error_choices[] = {"continue", "tempfail", "reject", NULL};
 
@@ -82,4 +82,33 @@ void moat_filter_register(const struct moat_filter *f)
 	sd->release = f->release ? f->release : release;
 	filters[nfilters++] = f;
 	moat_config_register_section(sd);
+}
+
+size_t moat_filter_index(const struct moat_filter *f)
+{
+	for (size_t i = 0; i < nfilters; i++)
+		if (filters[i] == f)
+			return i;
+	return MAX_FILTERS;
+}
+
+void moat_filters_session_end(void **state)
+{
+	for (size_t i = 0; state && i < nfilters; i++)
+		if (state[i]) {
+			if (filters[i]->session_end)
+				filters[i]->session_end(state[i]);
+			state[i] = NULL;
+		}
+}
+
+void moat_filters_activate(const struct moat_config *c, struct event_base *base,
+			   struct moat_resolver *resolver)
+{
+	for (size_t i = 0; i < c->filters.n; i++) {
+		const struct moat_filter *f = moat_filter_find(c->filters.v[i]);
+		const void *conf = moat_config_section(c, c->filters.v[i]);
+		if (f && f->activate && conf)
+			f->activate(conf, base, resolver);
+	}
 }

@@ -81,7 +81,12 @@ struct moat_msgctx {
 	struct event_base *base;
 	struct moat_worker_pool *workers;
 	struct moat_resolver *resolver;	/* DNS (filters/resolver.h) */
+	/* per-session state of each filter (MOAT_MAX_FILTERS slots, kept
+	 * by the front end; see moat_call_session_state()) */
+	void **filter_state;
 };
+
+#define MOAT_MAX_FILTERS 32
 
 enum moat_filter_status {
 	MOAT_FILTER_CONTINUE = 0,
@@ -114,6 +119,13 @@ struct moat_filter {
 	int (*prepare)(void *conf, struct moat_section_ctx *ctx);
 	void (*release)(void *conf);	/* frees what prepare made */
 	moat_filter_fn stage[MOAT_STAGE__COUNT];	/* NULL: not interested */
+	/* Frees what the filter kept in its session slot (may be NULL). */
+	void (*session_end)(void *state);
+	/* Runs on the loop when a configuration becomes current (start,
+	 * reload), with the services: e.g. to start health checks. It must
+	 * not keep conf after it returns. May be NULL. */
+	void (*activate)(const void *conf, struct event_base *base,
+			 struct moat_resolver *resolver);
 };
 
 /* Registers a filter and its config section; at start, before the
@@ -122,6 +134,15 @@ struct moat_filter {
 void moat_filter_register(const struct moat_filter *f);
 void moat_filters_register_builtin(void);
 const struct moat_filter *moat_filter_find(const char *name);
+/* The filter's slot number in session state, or MOAT_MAX_FILTERS. */
+size_t moat_filter_index(const struct moat_filter *f);
+
+/* Front ends: at the end of a session, let every filter free its
+ * session state (state: the MOAT_MAX_FILTERS slots). */
+void moat_filters_session_end(void **state);
+/* Front ends: after a configuration became current. */
+void moat_filters_activate(const struct moat_config *c, struct event_base *base,
+			   struct moat_resolver *resolver);
 
 /* ---- inside a call ---- */
 
@@ -129,6 +150,10 @@ const struct moat_msgctx *moat_call_ctx(const struct moat_filter_call *call);
 /* The filter's configuration (its struct, common part first). */
 const void *moat_call_conf(const struct moat_filter_call *call);
 enum moat_stage moat_call_stage(const struct moat_filter_call *call);
+/* This filter's slot for the session (NULL pointer at first; what the
+ * filter puts there is freed by its session_end()). NULL if the front
+ * end keeps no session state. */
+void **moat_call_session_state(struct moat_filter_call *call);
 
 /* A scored symbol. name: upper case, [A-Z0-9_]; reason: one line. */
 void moat_call_symbol(struct moat_filter_call *call, const char *name, double score,

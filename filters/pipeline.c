@@ -70,6 +70,14 @@ enum moat_stage moat_call_stage(const struct moat_filter_call *call)
 	return call->stage;
 }
 
+void **moat_call_session_state(struct moat_filter_call *call)
+{
+	size_t i = moat_filter_index(call->f);
+	if (!call->ctx->filter_state || i >= MOAT_MAX_FILTERS)
+		return NULL;
+	return &call->ctx->filter_state[i];
+}
+
 void moat_call_symbol(struct moat_filter_call *call, const char *name, double score,
 		      const char *fmt, ...)
 {
@@ -185,6 +193,8 @@ static int merge(struct moat_pipeline_run *run, struct moat_filter_call *call,
 			return 0;
 		}
 		run->res.decision = d;
+		if (run->stage == MOAT_STAGE_EOM)	/* the front end reads it there */
+			v->decision = d;
 		return 1;
 	}
 	moat_verdict_add_all(v, &call->rec);

@@ -83,6 +83,7 @@ static void reload(void)
 	}
 	if (server_apply_resolver(&g.srv, c, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: %s; the running resolver stays", err);
+	moat_filters_activate(g.srv.conf, g.base, g.srv.resolver);
 	moat_config_unref(c);	/* the server holds its own reference */
 	if (!g.foreground)
 		moat_log_open("moatd", 0, g.srv.conf->facility);
@@ -233,6 +234,7 @@ int main(int argc, char **argv)
 		 g.srv.nlisteners, g.srv.conf->path);
 	server_probe_all(&g.srv);
 	schedule_probe();
+	moat_filters_activate(g.srv.conf, g.base, g.srv.resolver);
 
 	event_base_dispatch(g.base);
 

@@ -101,6 +101,7 @@ struct session {
 	char *edited_head;		/* header block as passed on */
 	size_t edited_len;
 	double stage_ms[MOAT_STAGE__COUNT];
+	void *filter_state[MOAT_MAX_FILTERS];
 	struct moat_msgctx ctx;
 };
 
@@ -1264,6 +1265,7 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 	s->ctx.client_name = "[UNAVAILABLE]";
 	s->ctx.base = srv->base;
 	s->ctx.workers = srv->workers;
+	s->ctx.filter_state = s->filter_state;
 
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, IN_HIGH);
@@ -1296,6 +1298,7 @@ static void session_free(struct session *s)
 	drop_upstream(s);
 	tx_reset(s);
 	moat_verdict_clear(&s->sess_v);
+	moat_filters_session_end(s->filter_state);
 	free(s->rcpts);
 	free(s->helo);
 	bufferevent_free(s->bev);

@@ -201,8 +201,12 @@ static const struct moat_opt *opt_for(cfg_t *cfg, const char *name)
 	if (strcmp(cfg->name, "listener") == 0)
 		return find_opt(listener_opts, NELEM(listener_opts), name);
 	const struct moat_section_def *sd = find_section(cfg->name);
-	if (!sd)
+	if (!sd) {
+		for (size_t i = 0; i < nsections; i++)
+			if (sections[i]->sub && strcmp(sections[i]->sub->name, cfg->name) == 0)
+				return find_opt(sections[i]->sub->opts, sections[i]->sub->nopts, name);
 		return NULL;
+	}
 	const struct moat_opt *o = find_opt(sd->common, sd->ncommon, name);
 	return o ? o : find_opt(sd->opts, sd->nopts, name);
 }
@@ -260,7 +264,7 @@ static const char *section_key(cfg_t *cfg)
 {
 	if (strcmp(cfg->name, "root") == 0)
 		return "";
-	if (strcmp(cfg->name, "listener") == 0 && cfg_title(cfg))
+	if (cfg_title(cfg))	/* a listener, or a subsection item */
 		return cfg_title(cfg);
 	return cfg->name;
 }
@@ -369,6 +373,43 @@ static void free_opts(void *base, const struct moat_opt *defs, size_t n)
 	}
 }
 
+static void free_items(void *data, const struct moat_subsection_def *sub)
+{
+	if (!sub)
+		return;
+	struct moat_items *it = (struct moat_items *)(void *)((char *)data + sub->items_offset);
+	for (size_t j = 0; it->v && j < it->n; j++) {
+		char *item = (char *)it->v + j * sub->size;
+		free_opts(item, sub->opts, sub->nopts);
+		free(*(char **)(void *)(item + sub->title_offset));
+	}
+	free(it->v);
+	it->v = NULL;
+	it->n = 0;
+}
+
+/* Reads the subsection items of sec into data. */
+static int copy_items(void *data, cfg_t *sec, const struct moat_subsection_def *sub)
+{
+	if (!sub)
+		return 0;
+	struct moat_items *it = (struct moat_items *)(void *)((char *)data + sub->items_offset);
+	size_t n = cfg_size(sec, sub->name);
+	it->v = calloc(n ? n : 1, sub->size);
+	if (!it->v)
+		return -1;
+	it->n = n;
+	for (size_t j = 0; j < n; j++) {
+		cfg_t *ss = cfg_getnsec(sec, sub->name, (unsigned)j);
+		char *item = (char *)it->v + j * sub->size;
+		char **title = (char **)(void *)(item + sub->title_offset);
+		if (copy_opts(item, ss, sub->opts, sub->nopts) < 0 ||
+		    !(*title = strdup(cfg_title(ss))))
+			return -1;
+	}
+	return 0;
+}
+
 const char *moat_config_default_path(void)
 {
 	return MOAT_SYSCONFDIR "/moat/moat.conf";
@@ -464,11 +505,30 @@ static int apply_override(cfg_t *cfg, const char *arg, struct moat_config_errors
 	} else if (strchr(name, '.')) {
 		char *dot = strchr(name, '.');
 		*dot = '\0';
-		if (!find_section(name) || !(sec = cfg_getsec(cfg, name))) {
+		const struct moat_section_def *sd = find_section(name);
+		if (!sd || !(sec = cfg_getsec(cfg, name))) {
 			add_error(errs, "-o %s: no section \"%s\"", arg, name);
 			return -1;
 		}
 		optname = dot + 1;
+		size_t kl = sd->sub ? strlen(sd->sub->name) : 0;
+		if (sd->sub && strncmp(optname, sd->sub->name, kl) == 0 && optname[kl] == '.') {
+			/* SECTION.KIND.TITLE.option; the title may hold dots */
+			char *title = (char *)optname + kl + 1;
+			char *last = strrchr(title, '.');
+			if (!last) {
+				add_error(errs, "-o %s: expected %s.%s.TITLE.option=value", arg, name,
+					  sd->sub->name);
+				return -1;
+			}
+			*last = '\0';
+			if (!(sec = cfg_gettsec(sec, sd->sub->name, title))) {
+				add_error(errs, "-o %s: no %s \"%s\" in section %s", arg, sd->sub->name,
+					  title, name);
+				return -1;
+			}
+			optname = last + 1;
+		}
 	}
 	cfg_opt_t *opt = cfg_getopt(sec, optname);
 	if (!opt || opt->type == CFGT_SEC || opt->type == CFGT_FUNC) {
@@ -530,6 +590,20 @@ void moat_section_error(struct moat_section_ctx *ctx, const char *opt, const cha
 	va_end(ap);
 	add_error(ctx->errs, "%s: %s: %s%s%s", moat_section_where(ctx, opt), ctx->def->name,
 		  opt, *opt ? ": " : "", msg);
+}
+
+void moat_section_item_error(struct moat_section_ctx *ctx, const char *title, const char *opt,
+			     const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	const char *kind = ctx->def->sub ? ctx->def->sub->name : "";
+	add_error(ctx->errs, "%s: %s: %s %s: %s%s%s",
+		  opt_where(title, opt, ctx->c->path, 0, ctx->buf, sizeof(ctx->buf)),
+		  ctx->def->name, kind, title, opt, *opt ? ": " : "", msg);
 }
 
 const char *moat_section_name(const struct moat_section_ctx *ctx)
@@ -625,6 +699,7 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 	cfg_opt_t gopts[NELEM(global_opts) + MAX_SECTIONS + 3];
 	cfg_opt_t lopts[NELEM(listener_opts) + 1];
 	cfg_opt_t *sopts[MAX_SECTIONS] = {0};
+	cfg_opt_t *subopts[MAX_SECTIONS] = {0};
 	struct load_state st;
 	struct moat_config *c = NULL;
 	cfg_t *cfg = NULL;
@@ -646,14 +721,23 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 			CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
 	for (size_t i = 0; i < nsec; i++) {
 		const struct moat_section_def *sd = sections[i];
-		sopts[i] = calloc(count_opts(sd) + 1, sizeof(cfg_opt_t));
-		if (!sopts[i]) {
+		sopts[i] = calloc(count_opts(sd) + 2, sizeof(cfg_opt_t));
+		if (sd->sub)
+			subopts[i] = calloc(sd->sub->nopts + 1, sizeof(cfg_opt_t));
+		if (!sopts[i] || (sd->sub && !subopts[i])) {
 			add_error(errs, "%s: out of memory", path);
 			goto out_free;
 		}
 		build_opts(sopts[i], sd->common, sd->ncommon);
 		build_opts(sopts[i] + sd->ncommon, sd->opts, sd->nopts);
-		sopts[i][count_opts(sd)] = (cfg_opt_t)CFG_END();
+		size_t k = count_opts(sd);
+		if (sd->sub) {
+			build_opts(subopts[i], sd->sub->opts, sd->sub->nopts);
+			subopts[i][sd->sub->nopts] = (cfg_opt_t)CFG_END();
+			sopts[i][k++] = (cfg_opt_t)CFG_SEC(sd->sub->name, subopts[i],
+					CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES);
+		}
+		sopts[i][k] = (cfg_opt_t)CFG_END();
 		gopts[g++] = (cfg_opt_t)CFG_SEC(sd->name, sopts[i], CFGF_NONE);
 	}
 	gopts[g++] = (cfg_opt_t)CFG_FUNC("include", include_func);
@@ -715,7 +799,8 @@ int moat_config_load(const char *path, char *const *overrides, size_t noverrides
 		c->nsections = i + 1;
 		if (!c->sections[i].data || !sec ||
 		    copy_opts(c->sections[i].data, sec, sd->common, sd->ncommon) < 0 ||
-		    copy_opts(c->sections[i].data, sec, sd->opts, sd->nopts) < 0)
+		    copy_opts(c->sections[i].data, sec, sd->opts, sd->nopts) < 0 ||
+		    copy_items(c->sections[i].data, sec, sd->sub) < 0)
 			goto oom;
 	}
 	check_config(c, errs);
@@ -742,8 +827,10 @@ out_free:
 	cur_load = NULL;
 	config_source_free(&st.src);
 	free(st.lines);
-	for (size_t i = 0; i < nsec; i++)
+	for (size_t i = 0; i < nsec; i++) {
 		free(sopts[i]);
+		free(subopts[i]);
+	}
 	return *out ? 0 : -1;
 }
 
@@ -775,6 +862,7 @@ void moat_config_unref(struct moat_config *c)
 			sd->release(d);
 		free_opts(d, sd->common, sd->ncommon);
 		free_opts(d, sd->opts, sd->nopts);
+		free_items(d, sd->sub);
 		free(d);
 	}
 	free(c->sections);
@@ -861,6 +949,18 @@ void moat_config_print(const struct moat_config *c, FILE *out, int docs)
 			print_one(out, "    ", &sd->common[j], c->sections[i].data, docs);
 		for (size_t j = 0; j < sd->nopts; j++)
 			print_one(out, "    ", &sd->opts[j], c->sections[i].data, docs);
+		if (sd->sub) {
+			const struct moat_items *it = (const struct moat_items *)(const void *)
+				((const char *)c->sections[i].data + sd->sub->items_offset);
+			for (size_t j = 0; j < it->n; j++) {
+				const char *item = (const char *)it->v + j * sd->sub->size;
+				fprintf(out, "    %s %s {\n", sd->sub->name,
+					*(char *const *)(const void *)(item + sd->sub->title_offset));
+				for (size_t k = 0; k < sd->sub->nopts; k++)
+					print_one(out, "        ", &sd->sub->opts[k], item, docs);
+				fprintf(out, "    }\n");
+			}
+		}
 		fprintf(out, "}\n");
 	}
 }
@@ -905,5 +1005,10 @@ void moat_config_each_option(void (*fn)(void *arg, const char *section,
 	for (size_t i = 0; i < nsections; i++) {
 		each(fn, arg, sections[i]->name, sections[i]->common, sections[i]->ncommon);
 		each(fn, arg, sections[i]->name, sections[i]->opts, sections[i]->nopts);
+		if (sections[i]->sub) {
+			char name[128];
+			snprintf(name, sizeof(name), "%s.%s", sections[i]->name, sections[i]->sub->name);
+			each(fn, arg, name, sections[i]->sub->opts, sections[i]->sub->nopts);
+		}
 	}
 }

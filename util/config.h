@@ -62,6 +62,25 @@ const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt);
  * tables filled into one struct of `size` octets: `common` (the same for
  * every filter) and `opts`. prepare() derives what the options imply
  * (parse lists, read files) and reports errors; release() frees that. */
+/* Titled subsections a section may hold, `KIND TITLE { ... }`, e.g.
+ * `zone bl.example { ... }` inside `dnsbl { }`. They are read into an
+ * array of `size`-octet items (struct moat_items at items_offset in the
+ * section's struct), each with its title as a char * at title_offset.
+ * KIND must be unique among all sections. */
+struct moat_items {
+	size_t n;
+	void *v;		/* n items of the subsection's size */
+};
+
+struct moat_subsection_def {
+	const char *name;
+	const struct moat_opt *opts;
+	size_t nopts;
+	size_t size;
+	size_t title_offset;
+	size_t items_offset;
+};
+
 struct moat_section_def {
 	const char *name;
 	const char *doc;
@@ -72,7 +91,12 @@ struct moat_section_def {
 	size_t size;
 	int (*prepare)(void *data, struct moat_section_ctx *ctx);
 	void (*release)(void *data);
+	const struct moat_subsection_def *sub;	/* or NULL */
 };
+
+/* Reports an error about option opt of subsection item title. */
+void moat_section_item_error(struct moat_section_ctx *ctx, const char *title, const char *opt,
+			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* Registers a section (at start, before any load). */
 void moat_config_register_section(const struct moat_section_def *def);

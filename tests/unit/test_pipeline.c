@@ -84,11 +84,14 @@ static enum moat_filter_status two_eom(struct moat_filter_call *call)
 	return MOAT_FILTER_CONTINUE;
 }
 
-static const struct moat_filter f_one = {"one", "test filter one", NULL, 0, sizeof(struct conf),
-					 NULL, NULL, {[MOAT_STAGE_RCPT] = one_rcpt}};
-static const struct moat_filter f_two = {"two", "test filter two", NULL, 0, sizeof(struct conf),
-					 NULL, NULL, {[MOAT_STAGE_RCPT] = two_rcpt,
-						      [MOAT_STAGE_EOM] = two_eom}};
+static const struct moat_filter f_one = {
+	.name = "one", .doc = "test filter one", .conf_size = sizeof(struct conf),
+	.stage = {[MOAT_STAGE_RCPT] = one_rcpt},
+};
+static const struct moat_filter f_two = {
+	.name = "two", .doc = "test filter two", .conf_size = sizeof(struct conf),
+	.stage = {[MOAT_STAGE_RCPT] = two_rcpt, [MOAT_STAGE_EOM] = two_eom},
+};
 
 static struct moat_stage_result got;
 static int got_n;
