@@ -1,20 +1,21 @@
 /*
- * moat.c - the moat command-line tool.
+ * moat.c - the moat command-line tool: options, configuration, and the
+ * table of commands.
  *
  * SYNOPSIS
  *	moat [-c file] [-o name=value]... command [args]
  *
- * COMMANDS
+ * COMMANDS (table commands[] below; each in its own file)
  *	config [-d]	print every option with its effective value (-d: with
  *			its documentation), after -o overrides
- *	options		list every option the configuration table declares:
- *			section, name, type, default (tab-separated)
+ *	options		list every option the tables declare: section, name,
+ *			type, default (tab-separated)
  *	check ...	run a message file through the filters (check.c)
  *	dns NAME [TYPE]	one lookup through moat's resolver (dns.c)
  *	version		print the version
  *
- * Later commands (sign, verify, spf, dnsbl, keygen) drive the same
- * pipeline code as the daemon. Owns nothing beyond main's locals.
+ * A command that needs the configuration gets it loaded (exit 78 with
+ * "file:line: ..." for each error). Owns nothing beyond main's locals.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,26 +23,12 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "dns.h"
 #include "config.h"
+#include "dns.h"
 #include "filter.h"
 
 #define MAX_OVERRIDES 256
-
-static void usage(void)
-{
-	fprintf(stderr, "usage: moat [-c file] [-o name=value]... command\n"
-		"commands:\n"
-		"  config [-d]   print the effective configuration (-d: documented)\n"
-		"  options       list every option: section, name, type, default\n"
-		"  check --ip ADDR --helo NAME --from ADDR --rcpt ADDR [--listener NAME] MSGFILE\n"
-		"                run a message through the filters; exit 0 accept, 1 add_header,\n"
-		"                2 tempfail, 3 reject, 4 discard\n"
-		"  dns NAME [TYPE]  one lookup through moat's resolver; exit 0 answer,\n"
-		"                1 no such name/data, 2 temporary failure\n"
-		"  version       print the version\n");
-	exit(2);
-}
+#define EX_CONFIG 78
 
 static void print_option(void *arg, const char *section, const char *name, const char *type,
 			 const char *def, const char *doc)
@@ -49,6 +36,58 @@ static void print_option(void *arg, const char *section, const char *name, const
 	(void)arg;
 	(void)doc;
 	printf("%s\t%s\t%s\t%s\n", section[0] ? section : "-", name, type, def);
+}
+
+static int cmd_version(const struct moat_config *c, int argc, char **argv)
+{
+	(void)c;
+	(void)argc;
+	(void)argv;
+	printf("moat %s\n", MOAT_VERSION);
+	return 0;
+}
+
+static int cmd_options(const struct moat_config *c, int argc, char **argv)
+{
+	(void)c;
+	(void)argc;
+	(void)argv;
+	moat_config_each_option(print_option, NULL);
+	return 0;
+}
+
+static int cmd_config(const struct moat_config *c, int argc, char **argv)
+{
+	moat_config_print(c, stdout, argc > 1 && strcmp(argv[1], "-d") == 0);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int needs_config;
+	int (*run)(const struct moat_config *c, int argc, char **argv);
+	const char *usage;
+} commands[] = {
+	{"config", 1, cmd_config, "config [-d]   print the effective configuration (-d: documented)"},
+	{"options", 0, cmd_options, "options       list every option: section, name, type, default"},
+	{"check", 1, moat_cli_check,
+	 "check --ip ADDR --helo NAME --from ADDR --rcpt ADDR [--listener NAME] MSGFILE\n"
+	 "              run a message through the filters; exit 0 accept, 1 add_header,\n"
+	 "              2 tempfail, 3 reject, 4 discard"},
+	{"dns", 1, moat_cli_dns,
+	 "dns NAME [TYPE]  one lookup through moat's resolver; exit 0 answer,\n"
+	 "              1 no such name or data, 2 temporary failure"},
+	{"version", 0, cmd_version, "version       print the version"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: moat [-c file] [-o name=value]... command\ncommands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(stderr, "  %s\n", commands[i].usage);
+	exit(64);
 }
 
 int main(int argc, char **argv)
@@ -71,46 +110,26 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		usage();
-	const char *cmd = argv[optind];
 	moat_filters_register_builtin();
-
-	if (strcmp(cmd, "version") == 0) {
-		printf("moat %s\n", MOAT_VERSION);
-		return 0;
-	}
-	if (strcmp(cmd, "options") == 0) {
-		moat_config_each_option(print_option, NULL);
-		return 0;
-	}
-	if (strcmp(cmd, "check") == 0 || strcmp(cmd, "dns") == 0) {
-		struct moat_config *c;
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(argv[optind], commands[i].name) != 0)
+			continue;
+		struct moat_config *c = NULL;
 		struct moat_config_errors errs;
-		if (moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
-			for (size_t i = 0; i < errs.n; i++)
-				fprintf(stderr, "%s\n", errs.msg[i]);
+		if (commands[i].needs_config &&
+		    moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
+			for (size_t j = 0; j < errs.n; j++)
+				fprintf(stderr, "%s\n", errs.msg[j]);
 			moat_config_errors_free(&errs);
-			return 78;
+			return EX_CONFIG;
 		}
-		int rc = strcmp(cmd, "dns") == 0 ? moat_cli_dns(c, argc - optind, argv + optind)
-						  : moat_cli_check(c, argc - optind, argv + optind);
+		if (c)
+			moat_config_errors_free(&errs);
+		int rc = commands[i].run(c, argc - optind, argv + optind);
 		moat_config_unref(c);
 		return rc;
 	}
-	if (strcmp(cmd, "config") == 0) {
-		int docs = optind + 1 < argc && strcmp(argv[optind + 1], "-d") == 0;
-		struct moat_config *c;
-		struct moat_config_errors errs;
-		if (moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
-			for (size_t i = 0; i < errs.n; i++)
-				fprintf(stderr, "%s\n", errs.msg[i]);
-			moat_config_errors_free(&errs);
-			return 1;
-		}
-		moat_config_print(c, stdout, docs);
-		moat_config_unref(c);
-		return 0;
-	}
-	fprintf(stderr, "moat: unknown command \"%s\"\n", cmd);
+	fprintf(stderr, "moat: unknown command \"%s\"\n", argv[optind]);
 	usage();
-	return 2;
+	return 64;
 }

@@ -35,6 +35,7 @@
  *	mutable state; errors are returned, never printed.
  */
 #include "smtp_cmd.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -126,42 +127,6 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
 	return 0;
 }
 
-/*
- * UTF-8: length of the well-formed sequence at s (n bytes available), or
- * 0 if it is not one (overlong, surrogate, above U+10FFFF, truncated).
- */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t need;
-	unsigned lo = 0x80, hi = 0xbf;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		need = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		need = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		need = 4;
-	else
-		return 0;
-	if (n < need)
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < need; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return need;
-}
 
 /* Checks that s[0..n) is well-formed UTF-8 (ASCII included). */
 static int utf8_valid(const char *s, size_t n)
@@ -169,7 +134,7 @@ static int utf8_valid(const char *s, size_t n)
 	const unsigned char *u = (const unsigned char *)s;
 
 	for (size_t i = 0; i < n;) {
-		size_t l = utf8_len(u + i, n - i);
+		size_t l = moat_utf8_len(u + i, n - i);
 
 		if (l == 0)
 			return 0;

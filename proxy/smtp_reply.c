@@ -28,45 +28,12 @@
  *	smtp_reply_clear(). No global mutable state; errors are returned.
  */
 #include "smtp_reply.h"
+#include "utf8.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Same as in smtp_cmd.c: length of the well-formed UTF-8 sequence at s
- * (n bytes available), or 0 if it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t need;
-	unsigned lo = 0x80, hi = 0xbf;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		need = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		need = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		need = 4;
-	else
-		return 0;
-	if (n < need)
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < need; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return need;
-}
 
 static int is_digit(unsigned char c)
 {
@@ -149,7 +116,7 @@ static int append_line(struct smtp_reply_parser *p, const char *line,
 		p->cap = cap;
 	}
 	for (size_t i = 0; i < len;) {
-		size_t l = u[i] >= 0x80 ? utf8_len(u + i, len - i) : 1;
+		size_t l = u[i] >= 0x80 ? moat_utf8_len(u + i, len - i) : 1;
 
 		if (l > 1) {
 			memcpy(r->text + r->text_len, line + i, l);
