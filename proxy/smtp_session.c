@@ -1209,7 +1209,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 static void greet_continue(struct session *s, const struct moat_stage_result *r)
 {
 	if (stage_refused(r)) {
-		decision_reply(s, &r->decision);
+		/* Refused at the greeting, the connection closes: 554 or 421
+		 * (RFC 5321 3.1, 4.2.4), whatever code the filter chose. */
+		struct moat_decision d = r->decision;
+		d.code = d.action == MOAT_ACTION_REJECT ? 554 : 421;
+		decision_reply(s, &d);
 		close_after_flush(s);
 		return;
 	}
