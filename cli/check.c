@@ -267,7 +267,7 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 	run.ctx.message = &run.message;
 	r = stage(&run, MOAT_STAGE_EOM, &run.msg);
 	print_stage("eom", NULL, r);
-	moat_pipeline_score(c, &run.msg);
+	moat_pipeline_score(c, &run.message, &run.msg);
 	print_verdict(&run.msg);
 	if (run.msg.decision.action == MOAT_ACTION_ACCEPT ||
 	    run.msg.decision.action == MOAT_ACTION_ADD_HEADER) {

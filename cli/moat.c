@@ -12,6 +12,7 @@
  *			type, default (tab-separated)
  *	check ...	run a message file through the filters (check.c)
  *	dns NAME [TYPE]	one lookup through moat's resolver (dns.c)
+ *	dnsbl ADDR|NAME	look it up in the configured DNS lists (dnsbl.c)
  *	version		print the version
  *
  * A command that needs the configuration gets it loaded (exit 78 with
@@ -25,6 +26,7 @@
 #include "check.h"
 #include "config.h"
 #include "dns.h"
+#include "dnsbl.h"
 #include "filter.h"
 
 #define MAX_OVERRIDES 256
@@ -77,6 +79,9 @@ static const struct {
 	{"dns", 1, moat_cli_dns,
 	 "dns NAME [TYPE]  one lookup through moat's resolver; exit 0 answer,\n"
 	 "              1 no such name or data, 2 temporary failure"},
+	{"dnsbl", 1, moat_cli_dnsbl,
+	 "dnsbl ADDR|NAME  look it up in every configured DNS list zone; exit 0 not\n"
+	 "              listed, 1 listed, 2 a lookup failed"},
 	{"version", 0, cmd_version, "version       print the version"},
 };
 

@@ -171,6 +171,10 @@ void moat_call_header_change(struct moat_filter_call *call, const char *name, in
  * In dry-run it is only logged. */
 void moat_call_decide(struct moat_filter_call *call, enum moat_action action, int code,
 		      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* An authentication result for moat's Authentication-Results header
+ * (RFC 8601), e.g. ("spf", "pass", "smtp.mailfrom=example.org", NULL). */
+void moat_call_auth_result(struct moat_filter_call *call, const char *method,
+			   const char *result, const char *props, const char *comment);
 /* Why the filter failed, for the log (then return/done ERROR). */
 void moat_call_error(struct moat_filter_call *call, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

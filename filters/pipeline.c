@@ -129,6 +129,12 @@ void moat_call_decide(struct moat_filter_call *call, enum moat_action action, in
 	d->stage = call->stage;
 }
 
+void moat_call_auth_result(struct moat_filter_call *call, const char *method,
+			   const char *result, const char *props, const char *comment)
+{
+	moat_verdict_auth(&call->rec, call->f->name, method, result, props, comment);
+}
+
 void moat_call_error(struct moat_filter_call *call, const char *fmt, ...)
 {
 	va_list ap;

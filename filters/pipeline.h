@@ -40,8 +40,12 @@ void moat_pipeline_cancel(struct moat_pipeline_run *run);
 /* After the EOM stage: totals the score, and unless a filter already
  * decided, maps it to an action by the scoring thresholds (the `scoring`
  * section); adds the result header (and the spam header for add_header)
- * as header edits. Fills v->decision (ACCEPT at least) and v->would. */
-void moat_pipeline_score(const struct moat_config *c, struct moat_verdict *v);
+ * and moat's Authentication-Results (when filters gave results) as header
+ * edits, and removes Authentication-Results fields of m that claim moat's
+ * authserv-id (RFC 8601 5). Fills v->decision (ACCEPT at least) and
+ * v->would. m may be NULL. */
+void moat_pipeline_score(const struct moat_config *c, const struct moat_message *m,
+			 struct moat_verdict *v);
 
 /* Registers the `scoring` section (filters/scoring.c). */
 void moat_scoring_register(void);

@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
+#include "message.h"
 #include "pipeline.h"
 
 struct scoring_conf {
@@ -114,7 +116,48 @@ static int rank(enum moat_action a)
 	return a < MOAT_ACTION__COUNT ? r[a] : 0;
 }
 
-void moat_pipeline_score(const struct moat_config *c, struct moat_verdict *v)
+/* The authserv-id an Authentication-Results value starts with (after
+ * CFWS, up to ';' or white space) equals id? */
+static int claims_id(const struct moat_header *h, const char *id)
+{
+	const char *p = h->value, *end = h->value + h->value_len;
+	size_t n = strlen(id);
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+		p++;
+	if ((size_t)(end - p) < n || strncasecmp(p, id, n) != 0)
+		return 0;
+	p += n;
+	return p == end || *p == ';' || *p == ' ' || *p == '\t' || *p == '\r';
+}
+
+/* Removes forged Authentication-Results (RFC 8601 5) and adds moat's. */
+static void auth_results(const struct moat_config *c, const struct moat_message *m,
+			 struct moat_verdict *v, int add)
+{
+	const char *id = c->authserv_id && *c->authserv_id ? c->authserv_id : c->hostname;
+	for (size_t i = 1; m && i <= moat_message_count(m, "Authentication-Results"); i++) {
+		const struct moat_header *h = moat_message_header(m, "Authentication-Results", (int)i);
+		if (h && claims_id(h, id))
+			moat_verdict_edit(v, "scoring", MOAT_HEADER_REMOVE, "Authentication-Results",
+					  NULL, (int)i);
+	}
+	if (!add || v->nauth == 0)
+		return;
+	char val[4096];
+	size_t off = (size_t)snprintf(val, sizeof(val), "%s", id);
+	for (size_t i = 0; i < v->nauth && off < sizeof(val); i++) {
+		const struct moat_auth_result *a = &v->auth[i];
+		off += (size_t)snprintf(val + off, sizeof(val) - off, ";\r\n\t%s=%s%s%s%s%s%s",
+					a->method, a->result, a->props[0] ? " " : "", a->props,
+					a->comment[0] ? " (" : "", a->comment, a->comment[0] ? ")" : "");
+	}
+	if (off >= sizeof(val))
+		return;	/* cannot happen with sane results; never send half */
+	moat_verdict_edit(v, "scoring", MOAT_HEADER_ADD, "Authentication-Results", val, 0);
+}
+
+void moat_pipeline_score(const struct moat_config *c, const struct moat_message *m,
+			 struct moat_verdict *v)
 {
 	const struct scoring_conf *sc = moat_config_section(c, "scoring");
 	static const struct scoring_conf none = {0, 0, 0, 0, NULL, NULL, "", ""};
@@ -137,6 +180,8 @@ void moat_pipeline_score(const struct moat_config *c, struct moat_verdict *v)
 	enum moat_action a = v->decision.action;
 	if (a != MOAT_ACTION_ACCEPT && a != MOAT_ACTION_ADD_HEADER)
 		return;
+	if (c->filters.n > 0)
+		auth_results(c, m, v, 1);
 	if (a == MOAT_ACTION_ADD_HEADER && sc->spam_header && *sc->spam_header) {
 		char name[128];
 		const char *colon = strchr(sc->spam_header, ':');

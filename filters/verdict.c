@@ -50,6 +50,13 @@ void moat_verdict_clear(struct moat_verdict *v)
 		free(v->edits[i].value);
 	}
 	free(v->edits);
+	for (size_t i = 0; i < v->nauth; i++) {
+		free(v->auth[i].method);
+		free(v->auth[i].result);
+		free(v->auth[i].props);
+		free(v->auth[i].comment);
+	}
+	free(v->auth);
 	memset(v, 0, sizeof(*v));
 }
 
@@ -108,12 +115,39 @@ int moat_verdict_edit(struct moat_verdict *v, const char *filter, enum moat_head
 	return 0;
 }
 
+int moat_verdict_auth(struct moat_verdict *v, const char *filter, const char *method,
+		      const char *result, const char *props, const char *comment)
+{
+	if (grow((void **)&v->auth, &v->cap_auth, v->nauth, sizeof(*v->auth)) < 0)
+		return -1;
+	struct moat_auth_result *a = &v->auth[v->nauth];
+	a->method = strdup(method);
+	a->result = strdup(result);
+	a->props = strdup(props ? props : "");
+	a->comment = strdup(comment ? comment : "");
+	if (!a->method || !a->result || !a->props || !a->comment) {
+		free(a->method);
+		free(a->result);
+		free(a->props);
+		free(a->comment);
+		return -1;
+	}
+	a->filter = filter;
+	v->nauth++;
+	return 0;
+}
+
 int moat_verdict_add_all(struct moat_verdict *dst, const struct moat_verdict *src)
 {
 	for (size_t i = 0; i < src->nsymbols; i++) {
 		const struct moat_symbol *s = &src->symbols[i];
 		if (moat_verdict_symbol(dst, s->filter, s->stage, s->dry_run, s->name, s->score,
 					s->reason) < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < src->nauth; i++) {
+		const struct moat_auth_result *a = &src->auth[i];
+		if (moat_verdict_auth(dst, a->filter, a->method, a->result, a->props, a->comment) < 0)
 			return -1;
 	}
 	dst->exempt |= src->exempt;

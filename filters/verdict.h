@@ -54,9 +54,21 @@ struct moat_decision {
 	int dry_run;		/* would have been taken, but dry-run */
 };
 
+/* One authentication result for moat's Authentication-Results header
+ * (RFC 8601): "spf=pass smtp.mailfrom=example.org (comment)". */
+struct moat_auth_result {
+	char *method;		/* "spf", "dkim", "dmarc" */
+	char *result;		/* "pass", "fail", "temperror"... */
+	char *props;		/* "smtp.mailfrom=example.org", or "" */
+	char *comment;		/* or "" */
+	const char *filter;
+};
+
 struct moat_verdict {
 	struct moat_symbol *symbols;
 	size_t nsymbols, cap_symbols;
+	struct moat_auth_result *auth;
+	size_t nauth, cap_auth;
 	struct moat_header_edit *edits;
 	size_t nedits, cap_edits;
 	struct moat_decision decision;	/* the action taken (or NONE) */
@@ -77,6 +89,9 @@ int moat_verdict_symbol(struct moat_verdict *v, const char *filter, int stage, i
 			const char *name, double score, const char *reason);
 int moat_verdict_edit(struct moat_verdict *v, const char *filter, enum moat_header_op op,
 		      const char *name, const char *value, int index);
+int moat_verdict_auth(struct moat_verdict *v, const char *filter, const char *method,
+		      const char *result, const char *props, const char *comment);
+
 /* Recomputes score and score_all. */
 void moat_verdict_total(struct moat_verdict *v);
 

@@ -976,7 +976,7 @@ static void on_final_reply(void *arg, enum upstream_status st, const struct smtp
 static void eom_continue(struct session *s, const struct moat_stage_result *r)
 {
 	(void)r;	/* its decision is in s->msg_v too */
-	moat_pipeline_score(s->conf, &s->msg_v);
+	moat_pipeline_score(s->conf, &s->message, &s->msg_v);
 	const struct moat_decision *d = &s->msg_v.decision;
 	if (d->action == MOAT_ACTION_REJECT || d->action == MOAT_ACTION_TEMPFAIL) {
 		int reject = d->action == MOAT_ACTION_REJECT;

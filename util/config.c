@@ -78,6 +78,8 @@ static const struct moat_opt global_opts[] = {
 	 "File the daemon writes its process id to when it runs in the background; empty for none."},
 	{"filters", MOAT_OPT_STR_LIST, G(filters), 0, "{}", 0, 0, 0, NULL,
 	 "The filters every message passes, in this order, each configured in its own section (conf/NAME.conf); a filter not listed does not run."},
+	{"authserv_id", MOAT_OPT_STR, G(authserv_id), 0, "", 0, 0, 0, NULL,
+	 "The authserv-id of moat's Authentication-Results header (RFC 8601); incoming Authentication-Results fields claiming it are removed. Empty: the hostname."},
 	{"dry_run", MOAT_OPT_BOOL, G(dry_run), 0, NULL, 0, 0, 0, NULL,
 	 "Filters and scores run and log what they would do, and the result header shows it, but nothing is rejected, tempfailed or discarded."},
 };

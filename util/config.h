@@ -141,6 +141,7 @@ struct moat_config {
 	char *syslog_facility;
 	char *pid_file;
 	struct moat_str_list filters;	/* enabled filters, in order */
+	char *authserv_id;		/* Authentication-Results id; "" = hostname */
 	int dry_run;			/* no filter rejects or tempfails */
 	/* derived */
 	int facility;

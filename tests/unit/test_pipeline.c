@@ -81,6 +81,10 @@ static enum moat_filter_status two_eom(struct moat_filter_call *call)
 	moat_call_header_change(call, "Subject", 1, "changed");
 	if (moat_message_header(m, "X-Spammy", 1))
 		moat_call_symbol(call, "SPAMMY", 20, "X-Spammy present");
+	if (moat_message_header(m, "X-Auth", 1)) {
+		moat_call_auth_result(call, "spf", "pass", "smtp.mailfrom=example.org", NULL);
+		moat_call_auth_result(call, "dkim", "fail", "header.d=example.org", "bad signature");
+	}
 	return MOAT_FILTER_CONTINUE;
 }
 
@@ -284,7 +288,7 @@ static int eom(struct moat_config *c, struct moat_verdict *v, const char *msg,
 	ctx.workers = pool;
 	if (!moat_pipeline_run(c, MOAT_STAGE_EOM, &ctx, v, on_done, NULL, &run, &res))
 		event_base_dispatch(base);
-	moat_pipeline_score(c, v);
+	moat_pipeline_score(c, m, v);
 	return 0;
 }
 
@@ -361,6 +365,31 @@ TEST(global_dry_run_never_rejects_but_says_would)
 	moat_config_unref(c);
 }
 
+TEST(authentication_results_added_and_forgeries_removed)
+{
+	struct moat_config *c = load("authserv_id = \"mx.moat.example\"\nfilters = {\"two\"}");
+	struct moat_verdict v;
+	struct moat_message m;
+	struct msg_spool *sp;
+	char *head;
+	size_t len;
+	moat_verdict_init(&v);
+	CHECK(eom(c, &v, "Authentication-Results: MX.moat.example; spf=pass (forged)\r\n"
+		  "Authentication-Results: other.example; dkim=pass\r\n"
+		  "Authentication-Results:  mx.moat.example;\r\n\tdkim=pass (forged too)\r\n"
+		  "X-Auth: 1\r\n\r\nbody\r\n", &m, &sp) == 0);
+	CHECK(moat_message_edited_header(&m, &v, &head, &len) == 0);
+	CHECK(strstr(head, "forged") == NULL);
+	CHECK(strstr(head, "Authentication-Results: other.example; dkim=pass\r\n") != NULL);
+	CHECK(strstr(head, "Authentication-Results: mx.moat.example;\r\n\tspf=pass smtp.mailfrom=example.org;"
+		     "\r\n\tdkim=fail header.d=example.org (bad signature)\r\n") != NULL);
+	free(head);
+	moat_message_free(&m);
+	msg_spool_free(sp);
+	moat_verdict_clear(&v);
+	moat_config_unref(c);
+}
+
 TEST(discard_is_explicit)
 {
 	struct moat_config *c = load("filters = {\"one\"}");
@@ -426,6 +455,7 @@ int main(void)
 	RUN(dry_run_per_filter);
 	RUN(score_thresholds_and_headers);
 	RUN(global_dry_run_never_rejects_but_says_would);
+	RUN(authentication_results_added_and_forgeries_removed);
 	RUN(discard_is_explicit);
 	RUN(config_errors);
 	RUN(message_parse);
