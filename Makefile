@@ -11,7 +11,7 @@
 PREFIX    ?= /usr/local
 SYSCONFDIR ?= /etc
 CC        ?= cc
-PKGS      := libevent libevent_pthreads libconfuse libunbound
+PKGS      := libevent libevent_pthreads libconfuse libunbound hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
@@ -24,11 +24,11 @@ SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 LDLIBS    := $(PKG_LIBS) -lpthread
 
 # Debian packages. Runtime and build: what `make demo` needs.
-DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunbound-dev postfix swaks
+DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunbound-dev libhiredis-dev postfix swaks
 # The test suite adds clang's libFuzzer, Python for the test servers,
 # groff/man-db to lint the man pages, util-linux (unshare, script) and
 # procps.
-CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib unbound groff-base man-db procps util-linux mount bsdutils
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib unbound redis-server groff-base man-db procps util-linux mount bsdutils
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) $(wildcard filters/*.c)
 B         := build
