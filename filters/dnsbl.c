@@ -25,7 +25,9 @@
  * one global mutable state is `health`, below: the health table (one
  * entry per zone name: state, counters, log rate limits, the check in
  * flight, copies of the zone's settings, never pointers into a
- * configuration) and the recheck timer. It lives on the loop thread.
+ * configuration), the recheck timer, and the jobs of ended sessions
+ * still waiting for late answers (to log them). It lives on the loop
+ * thread.
  */
 #include "dnsbl.h"
 
@@ -472,11 +474,25 @@ size_t dnsbl_txt_sanitize(const char *in, char *out, size_t outlen)
 
 static const char *const text_vars[] = {"value", "zone", "txt"};
 
+/* At p, a '$': the length of the identifier after it, and in *var the
+ * index of the variable it names (or NELEM(text_vars)). */
+static size_t text_var(const char *p, size_t *var)
+{
+	size_t l = 0;
+	while (is_ldh((unsigned char)p[1 + l]) && p[1 + l] != '-')
+		l++;
+	*var = NELEM(text_vars);
+	for (size_t i = 0; l && i < NELEM(text_vars); i++)
+		if (strlen(text_vars[i]) == l && strncmp(p + 1, text_vars[i], l) == 0)
+			*var = i;
+	return l;
+}
+
 int dnsbl_reply_text_check(const char *t, char *err, size_t errlen)
 {
 	const char *p = t;
 	int ok = p[0] == '5' && p[1] == '.';
-	p += 2;
+	p += ok ? 2 : 0;
 	for (int part = 0; ok && part < 2; part++) {
 		int digits = 0;
 		while (*p >= '0' && *p <= '9' && digits < 4) {
@@ -488,7 +504,7 @@ int dnsbl_reply_text_check(const char *t, char *err, size_t errlen)
 	}
 	if (!ok || !*p) {
 		snprintf(err, errlen, "\"%s\": expected a 5.x.x enhanced status code and text, e.g. "
-			 "\"5.7.1 Client host [${value}] blocked using ${zone}; ${txt}\"", t);
+			 "\"5.7.1 Client host [$value] blocked using $zone; $txt\"", t);
 		return -1;
 	}
 	if (strlen(t) > DNSBL_TEXT_MAX) {
@@ -496,22 +512,15 @@ int dnsbl_reply_text_check(const char *t, char *err, size_t errlen)
 		return -1;
 	}
 	for (p = t; *p; p++) {
+		size_t var;
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
 			snprintf(err, errlen, "only printable ASCII characters allowed");
 			return -1;
 		}
-		if (p[0] == '$' && p[1] == '{') {
-			size_t i;
-			for (i = 0; i < NELEM(text_vars); i++) {
-				size_t l = strlen(text_vars[i]);
-				if (strncmp(p + 2, text_vars[i], l) == 0 && p[2 + l] == '}')
-					break;
-			}
-			if (i == NELEM(text_vars)) {
-				snprintf(err, errlen, "\"%s\": unknown variable; expected ${value}, "
-					 "${zone} or ${txt}", t);
-				return -1;
-			}
+		if (*p == '$' && text_var(p, &var) && var == NELEM(text_vars)) {
+			snprintf(err, errlen, "\"%s\": unknown variable; expected $value, $zone or "
+				 "$txt", t);
+			return -1;
 		}
 	}
 	return 0;
@@ -532,25 +541,15 @@ void dnsbl_reply_text(const struct dnsbl_zone *z, const char *value, const char 
 	}
 	size_t o = 0;
 	for (const char *p = z->reject_text; *p && o + 1 < outlen;) {
-		const char *sub = NULL;
-		size_t skip = 0;
-		if (p[0] == '$' && p[1] == '{') {
-			const char *vals[] = {value, z->name, txt ? txt : ""};
-			for (size_t i = 0; i < NELEM(text_vars); i++) {
-				size_t l = strlen(text_vars[i]);
-				if (strncmp(p + 2, text_vars[i], l) == 0 && p[2 + l] == '}') {
-					sub = vals[i];
-					skip = l + 3;
-				}
-			}
-		}
-		if (!sub) {
+		size_t var, l = *p == '$' ? text_var(p, &var) : 0;
+		if (!l || var == NELEM(text_vars)) {
 			out[o++] = *p++;
 			continue;
 		}
-		for (; *sub && o + 1 < outlen; sub++)
-			out[o++] = *sub;
-		p += skip;
+		const char *vals[] = {value, z->name, txt ? txt : ""};
+		for (const char *v = vals[var]; *v && o + 1 < outlen; v++)
+			out[o++] = *v;
+		p += 1 + l;
 	}
 	out[o] = '\0';
 }
@@ -856,8 +855,11 @@ struct health_zone {
 	unsigned long hits, failures, refused, late;
 };
 
+struct dnsbl_job;
+
 static struct {
 	struct health_zone zones[HEALTH_MAX];
+	struct dnsbl_job *orphans;	/* jobs of ended sessions awaiting late answers */
 	struct event *timer;
 	struct event_base *base;	/* the timer's */
 	struct moat_resolver *resolver;	/* the last activate's */
@@ -986,8 +988,6 @@ static void dnsbl_activate(const void *conf, struct event_base *base,
 
 /* ---- the filter: per-session state and stage jobs ----------------------- */
 
-struct dnsbl_job;
-
 /* What a session keeps: the reject decided by a client, helo or sender
  * list (given at RCPT), and its jobs not yet freed. */
 struct dnsbl_session {
@@ -1008,8 +1008,9 @@ struct job_zone {
 /* One stage's lookups. Lives until done() was called and every lookup
  * reported (late ones are logged), or until the session ends. */
 struct dnsbl_job {
-	struct dnsbl_job *next;		/* in the session's list */
-	struct dnsbl_session *sess;	/* NULL: no session state */
+	struct dnsbl_job *next;		/* in the session's list, or the orphans */
+	struct dnsbl_session *sess;	/* NULL: no session state, or it ended */
+	int orphan;			/* in health.orphans */
 	struct moat_filter_call *call;	/* NULL once done() */
 	enum dnsbl_kind kind;
 	long wait;
@@ -1022,14 +1023,14 @@ struct dnsbl_job {
 
 static void job_unlink(struct dnsbl_job *job)
 {
-	if (!job->sess)
-		return;
-	for (struct dnsbl_job **pp = &job->sess->jobs; *pp; pp = &(*pp)->next)
+	struct dnsbl_job **pp = job->sess ? &job->sess->jobs : job->orphan ? &health.orphans : NULL;
+	for (; pp && *pp; pp = &(*pp)->next)
 		if (*pp == job) {
 			*pp = job->next;
 			break;
 		}
 	job->sess = NULL;
+	job->orphan = 0;
 }
 
 static void job_free(struct dnsbl_job *job)
@@ -1322,8 +1323,10 @@ static enum moat_filter_status dnsbl_eom(struct moat_filter_call *call)
 											   : NULL);
 }
 
-/* The session ended: its jobs stop (a job still waiting completes its
- * call, which the pipeline has abandoned by then). */
+/* The session ended: a job still waiting completes its call (which the
+ * pipeline has abandoned by then) and stops; a job whose stage is over
+ * but whose late answers are on their way becomes an orphan, kept in
+ * the health state (so that it stays reachable) until they are in. */
 static void dnsbl_session_end(void *state)
 {
 	struct dnsbl_session *sess = state;
@@ -1331,10 +1334,15 @@ static void dnsbl_session_end(void *state)
 		struct dnsbl_job *job = sess->jobs;
 		struct moat_filter_call *call = job->call;
 		job_unlink(job);
-		job->call = NULL;
-		if (call)
+		if (call) {
+			job->call = NULL;
 			moat_call_done(call, MOAT_FILTER_CONTINUE);
-		job_free(job);
+			job_free(job);
+		} else {
+			job->orphan = 1;
+			job->next = health.orphans;
+			health.orphans = job;
+		}
 	}
 	free(sess);
 }
@@ -1367,8 +1375,8 @@ static const struct moat_opt zone_opts[] = {
 	 "Fetch the TXT record of a hit for the reject text and the reason (sanitised: no "
 	 "control characters, at most 200 characters)."},
 	{"reject_text", MOAT_OPT_STR, Z(reject_text), 0, "", 0, 0, 0, NULL,
-	 "Reply text of a reject, starting with a 5.x.x enhanced status code; ${value} (the "
-	 "address or name), ${zone} and ${txt} are replaced. Empty: \"5.7.1 Service "
+	 "Reply text of a reject, starting with a 5.x.x enhanced status code; $value (the "
+	 "address or name), $zone and $txt are replaced. Empty: \"5.7.1 Service "
 	 "unavailable; Client host [ADDR] blocked using ZONE; TXT\" (Helo command, Sender "
 	 "address, From address for name lists)."},
 	{"symbol", MOAT_OPT_STR, Z(symbol), 0, "", 0, 0, 0, NULL,
@@ -1508,6 +1516,7 @@ const struct moat_filter moat_filter_dnsbl = {
 	       "allowed with negative scores (DNSWL); zones failing their test points are ignored.",
 	.opts = dnsbl_opts,
 	.nopts = NELEM(dnsbl_opts),
+	.sub = &zone_sub,
 	.conf_size = sizeof(struct dnsbl_conf),
 	.prepare = dnsbl_prepare,
 	.release = dnsbl_release,
@@ -1524,12 +1533,5 @@ const struct moat_filter moat_filter_dnsbl = {
 
 void dnsbl_register(void)
 {
-	const struct moat_section_def *d;
 	moat_filter_register(&moat_filter_dnsbl);
-	/* struct moat_filter has no member for subsections (yet): attach the
-	 * `zone` subsection to the section filter.c registered for us. That
-	 * section def is filter.c's own writable static; only `sub` is set. */
-	for (size_t i = 0; (d = moat_config_section_def(i)) != NULL; i++)
-		if (strcmp(d->name, moat_filter_dnsbl.name) == 0 && !d->sub)
-			((struct moat_section_def *)(uintptr_t)d)->sub = &zone_sub;
 }

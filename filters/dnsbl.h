@@ -3,9 +3,9 @@
  * name, MAIL FROM domain, From: header domain) and DNSWL (the same with a
  * negative score), RFC 5782.
  *
- * moat_filter_dnsbl is what the pipeline runs (register it with
- * dnsbl_register(): it also declares the `zone NAME { }` subsections of
- * the `dnsbl` section). The functions below are public for the unit
+ * moat_filter_dnsbl is what the pipeline runs (registered by
+ * dnsbl_register(); its `zone NAME { }` subsections are declared through
+ * its .sub). The functions below are public for the unit
  * tests and `moat dnsbl` (cli/dnsbl.c): query names, return codes, TXT
  * sanitising, the RFC 5782 section 5 health rules, and one zone's
  * asynchronous lookup and test-point check through moat's resolver. They
@@ -146,15 +146,15 @@ int dnsbl_codes_match(const struct dnsbl_zone *z, const uint32_t *a, size_t n, d
  * DNSBL_TXT_MAX characters (and outlen - 1). Returns the length. */
 size_t dnsbl_txt_sanitize(const char *in, char *out, size_t outlen);
 
-/* The reply text of a hit: the zone's reject_text with ${value},
- * ${zone} and ${txt} expanded, or the default "5.7.1 Service
+/* The reply text of a hit: the zone's reject_text with $value,
+ * $zone and $txt expanded, or the default "5.7.1 Service
  * unavailable; Client host [ADDR] blocked using ZONE; TXT" (Helo
  * command, Sender address, From address for name lists; "; TXT" only
  * when there is one). txt must be sanitised. */
 void dnsbl_reply_text(const struct dnsbl_zone *z, const char *value, const char *txt,
 		      char *out, size_t outlen);
 /* Checks a reject_text: a 5.x.x enhanced code, then text; only the
- * ${value}, ${zone}, ${txt} variables. Returns 0 or -1. */
+ * $value, $zone, $txt variables. Returns 0 or -1. */
 int dnsbl_reply_text_check(const char *t, char *err, size_t errlen);
 
 /* ---- one zone's lookup ---------------------------------------------- */
@@ -188,7 +188,8 @@ typedef void (*dnsbl_lookup_cb)(void *arg, const struct dnsbl_result *r);
 
 /* Asks qname's A record in z (a copy is kept), then for a hit with
  * z->txt its TXT; cb(arg, result) runs once, later, on the loop, unless
- * cancelled. timeout_ms 0: the resolver's. NULL when out of memory. */
+ * cancelled, and the lookup is freed when cb returns (do not cancel it
+ * then). timeout_ms 0: the resolver's. NULL when out of memory. */
 struct dnsbl_lookup *dnsbl_lookup_start(struct moat_resolver *r, const struct dnsbl_zone *z,
 					const char *qname, long timeout_ms, dnsbl_lookup_cb cb,
 					void *arg);
@@ -232,7 +233,8 @@ struct dnsbl_probe;
 typedef void (*dnsbl_probe_cb)(void *arg, const struct dnsbl_zone *z, enum dnsbl_health h,
 			       const char *why);
 /* Asks z's test points in parallel; cb runs once, later, unless
- * cancelled. NULL when out of memory. */
+ * cancelled, and the probe is freed when cb returns. NULL when out of
+ * memory or z's name leaves no room for its test points. */
 struct dnsbl_probe *dnsbl_probe_start(struct moat_resolver *r, const struct dnsbl_zone *z,
 				      dnsbl_probe_cb cb, void *arg);
 void dnsbl_probe_cancel(struct dnsbl_probe *p);

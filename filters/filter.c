@@ -78,6 +78,7 @@ void moat_filter_register(const struct moat_filter *f)
 	sd->nopts = f->nopts;
 	sd->size = f->conf_size < sizeof(struct moat_filter_common)
 			   ? sizeof(struct moat_filter_common) : f->conf_size;
+	sd->sub = f->sub;
 	sd->prepare = prepare;
 	sd->release = f->release ? f->release : release;
 	filters[nfilters++] = f;

@@ -113,6 +113,8 @@ struct moat_filter {
 	const char *doc;		/* one sentence for moat.conf(5) */
 	const struct moat_opt *opts;	/* its own options (offsets into conf) */
 	size_t nopts;
+	/* titled subsections of its section (`zone NAME { }`), or NULL */
+	const struct moat_subsection_def *sub;
 	size_t conf_size;		/* starts with struct moat_filter_common */
 	/* After the options are read: derive, check, report errors with
 	 * moat_section_error(). Returns 0 or -1. May be NULL. */
