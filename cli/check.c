@@ -26,6 +26,7 @@
 #include "message.h"
 #include "pipeline.h"
 #include "resolver.h"
+#include "spf_pool.h"
 #include "worker.h"
 
 #define MAX_RCPTS 256
@@ -235,6 +236,9 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 	if (!run.ctx.resolver)
 		fprintf(stderr, "moat check: %s; DNS lookups will fail\n",
 			rc ? err : "no resolver configuration");
+	/* SPF checks run in worker processes of this process's own */
+	if (spf_pool_apply(run.base, c, 0, err, sizeof(err)) < 0)
+		fprintf(stderr, "moat check: spf: %s\n", err);
 	moat_filters_activate(c, run.base, run.ctx.resolver);
 	moat_verdict_init(&run.sess);
 	moat_verdict_init(&run.msg);
@@ -300,6 +304,7 @@ out:
 	moat_verdict_clear(&run.msg);
 	moat_message_free(&run.message);
 	msg_spool_free(run.spool);
+	spf_pool_shutdown();
 	moat_worker_pool_free(run.ctx.workers);
 	moat_resolver_free(run.ctx.resolver);
 	event_base_free(run.base);

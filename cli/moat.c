@@ -13,6 +13,7 @@
  *	check ...	run a message file through the filters (check.c)
  *	dns NAME [TYPE]	one lookup through moat's resolver (dns.c)
  *	dnsbl ADDR|NAME	look it up in the configured DNS lists (dnsbl.c)
+ *	spf IP SENDER [HELO]  one SPF check, as the spf filter does it (spf.c)
  *	version		print the version
  *
  * A command that needs the configuration gets it loaded (exit 78 with
@@ -28,6 +29,8 @@
 #include "dns.h"
 #include "dnsbl.h"
 #include "filter.h"
+#include "spf.h"
+#include "spf_worker.h"
 
 #define MAX_OVERRIDES 256
 #define EX_CONFIG 78
@@ -82,6 +85,10 @@ static const struct {
 	{"dnsbl", 1, moat_cli_dnsbl,
 	 "dnsbl ADDR|NAME  look it up in every configured DNS list zone; exit 0 not\n"
 	 "              listed, 1 listed, 2 a lookup failed"},
+	{"spf", 1, moat_cli_spf,
+	 "spf IP SENDER [HELO]  one SPF check (SENDER \"\": the null sender); first line\n"
+	 "              spf=RESULT; exit 0 pass, 1 fail, 2 softfail, 3 neutral, 4 none,\n"
+	 "              5 temperror, 6 permerror"},
 	{"version", 0, cmd_version, "version       print the version"},
 };
 
@@ -102,6 +109,8 @@ int main(int argc, char **argv)
 	size_t noverrides = 0;
 	int opt;
 
+	if (argc == 2 && strcmp(argv[1], SPF_WORKER_ARG) == 0)	/* filters/spf_worker.h */
+		return spf_worker_main();
 	while ((opt = getopt(argc, argv, "+c:o:h")) != -1) {
 		switch (opt) {
 		case 'c': path = optarg; break;

@@ -26,8 +26,13 @@ static const struct moat_opt common_opts[] = {
 	 "Seconds one SMTP stage waits for this filter before its on_error action applies."},
 };
 
+#define NCOMMON (sizeof(common_opts) / sizeof(common_opts[0]))
+
 static const struct moat_filter *filters[MAX_FILTERS];
 static struct moat_section_def section_defs[MAX_FILTERS];
+/* A filter with its own default_timeout gets its own copy of the common
+ * table, with that default. */
+static struct moat_opt common_copies[MAX_FILTERS][NCOMMON];
 static size_t nfilters;
 
 static const char *const stage_names[MOAT_STAGE__COUNT] = {
@@ -73,7 +78,15 @@ void moat_filter_register(const struct moat_filter *f)
 	sd->name = f->name;
 	sd->doc = f->doc;
 	sd->common = common_opts;
-	sd->ncommon = sizeof(common_opts) / sizeof(common_opts[0]);
+	sd->ncommon = NCOMMON;
+	if (f->default_timeout > 0) {
+		struct moat_opt *copy = common_copies[nfilters];
+		memcpy(copy, common_opts, sizeof(common_opts));
+		for (size_t i = 0; i < NCOMMON; i++)
+			if (strcmp(copy[i].name, "timeout") == 0)
+				copy[i].def_int = f->default_timeout;
+		sd->common = copy;
+	}
 	sd->opts = f->opts;
 	sd->nopts = f->nopts;
 	sd->size = f->conf_size < sizeof(struct moat_filter_common)

@@ -128,6 +128,12 @@ struct moat_filter {
 	 * not keep conf after it returns. May be NULL. */
 	void (*activate)(const void *conf, struct event_base *base,
 			 struct moat_resolver *resolver);
+	/* Default of this filter's common `timeout` option in seconds (0:
+	 * the common default, 10), for a filter whose work may take longer
+	 * (SPF: RFC 7208 allows 20 s). It is the default in the option table
+	 * of the filter's section, so `moat config` and `moat options` show
+	 * it. */
+	long default_timeout;
 };
 
 /* Registers a filter and its config section; at start, before the

@@ -9,11 +9,13 @@
 #include "filter.h"
 #include "pipeline.h"
 #include "resolver.h"
+#include "spf.h"
 
 void moat_filters_register_builtin(void)
 {
 	moat_filter_register(&moat_filter_access);
 	dnsbl_register();
+	moat_filter_register(&moat_filter_spf);
 	moat_scoring_register();
 	moat_resolver_register();
 }

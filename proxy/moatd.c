@@ -9,7 +9,11 @@
  * error), binds every listener, then runs in the background (or in the
  * foreground with -f, logging to stderr) until SIGTERM. SIGHUP re-reads
  * the configuration; a bad one is reported and the running one stays.
- * Owns the struct server and the event base.
+ * With a milter socket configured, moatd also runs the milter front end
+ * in a process of its own (milter/milter.h): started by exec'ing this
+ * binary with the hidden option -M, told to reload on SIGHUP and to stop
+ * on SIGTERM, restarted if it dies.
+ * Owns the struct server, the event base and the milter process handle.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -24,7 +28,10 @@
 #include "config.h"
 #include "filter.h"
 #include "log.h"
+#include "milter.h"
 #include "server.h"
+#include "spf_pool.h"
+#include "spf_worker.h"
 #include "worker.h"
 
 #define MAX_OVERRIDES 256
@@ -37,6 +44,7 @@ static struct {
 	int foreground;
 	struct server srv;
 	struct event_base *base;
+	struct milter_proc *milter;
 } g;
 
 static void usage(void)
@@ -83,11 +91,14 @@ static void reload(void)
 	}
 	if (server_apply_resolver(&g.srv, c, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: %s; the running resolver stays", err);
+	if (spf_pool_apply(g.base, g.srv.conf, 0, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "reload: spf: %s; the SPF filter's checks end in temperror", err);
 	moat_filters_activate(g.srv.conf, g.base, g.srv.resolver);
 	moat_config_unref(c);	/* the server holds its own reference */
 	if (!g.foreground)
 		moat_log_open("moatd", 0, g.srv.conf->facility);
 	moat_log(LOG_INFO, "reloaded: %zu listener(s)", g.srv.nlisteners);
+	milter_proc_apply(g.milter, g.srv.conf);
 	server_probe_all(&g.srv);
 	schedule_probe();
 }
@@ -96,10 +107,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
 	(void)arg;
-	if (sig == SIGHUP)
+	if (sig == SIGHUP) {
 		reload();
-	else
+	} else {
+		milter_proc_stop(g.milter);
 		server_stop(&g.srv);
+	}
 }
 
 static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
@@ -153,12 +166,16 @@ int main(int argc, char **argv)
 	struct moat_config *c;
 	struct moat_config_errors errs;
 	char err[512];
-	int check = 0, opt;
+	int check = 0, milter = 0, opt;
 	struct event *sigs[3];
 	const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
 
-	while ((opt = getopt(argc, argv, "c:fto:Vh")) != -1) {
+	/* An SPF worker process (hidden; started by filters/spf_pool.c). */
+	if (argc == 2 && strcmp(argv[1], SPF_WORKER_ARG) == 0)
+		return spf_worker_main();
+	while ((opt = getopt(argc, argv, "c:fto:VhM")) != -1) {
 		switch (opt) {
+		case 'M': milter = 1; break;	/* hidden: the milter process */
 		case 'c': g.path = optarg; break;
 		case 'f': g.foreground = 1; break;
 		case 't': check = 1; break;
@@ -181,6 +198,8 @@ int main(int argc, char **argv)
 	static char abspath[4096];
 	if (g.path && g.path[0] != '/' && realpath(g.path, abspath))
 		g.path = abspath;
+	if (milter)
+		return milter_main(g.path, g.overrides, g.noverrides, g.foreground);
 
 	if (moat_config_load(g.path, g.overrides, g.noverrides, &c, &errs) < 0) {
 		report_errors(&errs, 0);
@@ -230,14 +249,27 @@ int main(int argc, char **argv)
 		sigs[i] = evsignal_new(g.base, signums[i], on_signal, NULL);
 		evsignal_add(sigs[i], NULL);
 	}
+	g.milter = milter_proc_new(g.base, g.path, g.overrides, g.noverrides, g.foreground);
+	if (!g.milter) {
+		moat_log(LOG_ERR, "cannot set up the milter process");
+		return 1;
+	}
 	moat_log(LOG_INFO, "moatd %s started: %zu listener(s), config %s", MOAT_VERSION,
 		 g.srv.nlisteners, g.srv.conf->path);
+	milter_proc_apply(g.milter, g.srv.conf);
 	server_probe_all(&g.srv);
 	schedule_probe();
+	if (spf_pool_apply(g.base, g.srv.conf, 0, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "spf: %s; the SPF filter's checks end in temperror", err);
 	moat_filters_activate(g.srv.conf, g.base, g.srv.resolver);
 
 	event_base_dispatch(g.base);
 
+	/* the milter process had shutdown_timeout for its messages too */
+	milter_proc_wait(g.milter, g.srv.conf->shutdown_timeout + 5);
+	milter_proc_free(g.milter);
+
+	spf_pool_shutdown();
 	moat_log(LOG_INFO, "moatd stopped");
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);

@@ -37,6 +37,7 @@
 #include "verdict.h"
 #include "log.h"
 #include "msg_spool.h"
+#include "msglog.h"
 #include "server.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
@@ -230,18 +231,6 @@ static void command_done(struct session *s)
 
 /* ---- the per-message log line --------------------------------------- */
 
-static void log_quoted(char *out, size_t len, const char *in, size_t inlen)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < inlen && o + 2 < len; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (c == '\r' || c == '\n')
-			break;
-		out[o++] = (c == '"' || c < 0x20 || c == 0x7f) ? '\'' : (char)c;
-	}
-	out[o] = '\0';
-}
-
 static void queue_id(const char *text, size_t len, char *out, size_t outlen)
 {
 	const char *p = memmem(text, len, "queued as ", 10);
@@ -258,44 +247,33 @@ static void queue_id(const char *text, size_t len, char *out, size_t outlen)
 		snprintf(out, outlen, "-");
 }
 
-/* result: accepted (2xx), rejected (5xx) or tempfailed (4xx): what the
- * client was told. */
+/* The msg line (filters/msglog.h), with the queue id from the
+ * upstream's reply. */
 static void log_message(struct session *s, int code, const char *text, size_t textlen)
 {
-	char rcpts[2048], rtext[512], qid[64];
-	size_t off = 0;
+	char qid[64];
 	struct timespec now;
-	const char *result = code / 100 == 5 ? "rejected" : code / 100 == 4 ? "tempfailed"
-			     : s->msg_v.decision.action == MOAT_ACTION_DISCARD ? "discarded"
-			     : "accepted";
-	char syms[1024], stages[256];
-	size_t so = 0;
-	moat_verdict_total(&s->msg_v);
-	moat_verdict_symbols_text(&s->msg_v, syms, sizeof(syms));
-	for (int i = 0; i < MOAT_STAGE__COUNT && so < sizeof(stages); i++)
-		so += (size_t)snprintf(stages + so, sizeof(stages) - so, "%s%s:%.1f", i ? "," : "",
-				       moat_stage_name((enum moat_stage)i), s->stage_ms[i]);
-
-	rcpts[0] = '\0';
-	for (size_t i = 0; i < s->nrcpts && off + 4 < sizeof(rcpts); i++)
-		off += (size_t)snprintf(rcpts + off, sizeof(rcpts) - off, "%s<%s>",
-					i ? "," : "", s->rcpts[i]);
-	log_quoted(rtext, sizeof(rtext), text, textlen);
 	queue_id(text, textlen, qid, sizeof(qid));
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	double t = (double)(now.tv_sec - s->tx_start.tv_sec) +
-		   (double)(now.tv_nsec - s->tx_start.tv_nsec) / 1e9;
-	moat_log(LOG_INFO, "msg session=%s listener=%s client=%s helo=%s from=<%s> rcpts=%s "
-		 "nrcpt=%zu size=%zu result=%s status=%d reply=\"%s\" queue_id=%s score=%.2f "
-		 "action=%s%s%s symbols=%s stages_ms=%s time=%.3f",
-		 s->id, s->lconf->name, s->client_addr, s->helo ? s->helo : "-",
-		 s->mail_from ? s->mail_from : "", rcpts[0] ? rcpts : "-", s->nrcpts,
-		 s->spool ? msg_spool_size(s->spool) : 0, result, code, rtext, qid, s->msg_v.score,
-		 moat_action_name(s->msg_v.decision.action ? s->msg_v.decision.action
-			 : code / 100 == 2 ? MOAT_ACTION_ACCEPT : MOAT_ACTION_NONE),
-		 s->msg_v.would.action ? " would=" : "",
-		 s->msg_v.would.action ? moat_action_name(s->msg_v.would.action) : "",
-		 syms[0] ? syms : "-", stages, t);
+	struct moat_msglog m = {
+		.session_id = s->id,
+		.listener = s->lconf->name,
+		.client_addr = s->client_addr,
+		.helo = s->helo,
+		.mail_from = s->mail_from,
+		.rcpts = (const char *const *)s->rcpts,
+		.nrcpts = s->nrcpts,
+		.size = s->spool ? msg_spool_size(s->spool) : 0,
+		.code = code,
+		.reply = text,
+		.reply_len = textlen,
+		.queue_id = qid,
+		.v = &s->msg_v,
+		.stage_ms = s->stage_ms,
+		.seconds = (double)(now.tv_sec - s->tx_start.tv_sec) +
+			   (double)(now.tv_nsec - s->tx_start.tv_nsec) / 1e9,
+	};
+	moat_msglog(&m);
 	s->srv->n_messages++;
 }
 

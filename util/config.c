@@ -100,9 +100,59 @@ static const struct moat_opt listener_opts[] = {
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_SECTIONS 32
 
-/* Sections other modules registered (filters, scoring). */
-static const struct moat_section_def *sections[MAX_SECTIONS];
-static size_t nsections;
+/* The milter front end's section. Declared here rather than by the
+ * milter code, which only moatd links: moat(1) lists and checks it too. */
+static const char *const milter_default_choices[] = {"accept", "tempfail", "reject", NULL};
+static const char *const milter_quarantine_choices[] = {"none", "add_header", NULL};
+
+#define M(field) offsetof(struct moat_milter_conf, field)
+static const struct moat_opt milter_opts[] = {
+	{"socket", MOAT_OPT_STR, M(socket), 0, "", 0, 0, 0, NULL,
+	 "Where moatd serves the milter protocol: \"inet:PORT@ADDRESS\", \"inet6:PORT@ADDRESS\" or \"unix:/path\" (libmilter's syntax). Empty: no milter."},
+	{"default_action", MOAT_OPT_STR, M(default_action), 0, "tempfail", 0, 0, 0, milter_default_choices,
+	 "What the milter answers when it fails itself (out of memory, its filter loop unreachable), as Postfix's milter_default_action: \"accept\", \"tempfail\" or \"reject\"."},
+	{"quarantine_on", MOAT_OPT_STR, M(quarantine_on), 0, "none", 0, 0, 0, milter_quarantine_choices,
+	 "\"add_header\": a message whose action is add_header is also quarantined (smfi_quarantine: Postfix's hold queue); \"none\": never."},
+};
+
+static int milter_prepare(void *data, struct moat_section_ctx *ctx)
+{
+	struct moat_milter_conf *m = data;
+	static const char *const prefixes[] = {"inet:", "inet6:", "unix:", "local:"};
+	const char *s = m->socket ? m->socket : "";
+
+	m->default_id = strcmp(m->default_action, "accept") == 0 ? MOAT_MILTER_ACCEPT
+			: strcmp(m->default_action, "reject") == 0 ? MOAT_MILTER_REJECT
+			: MOAT_MILTER_TEMPFAIL;
+	m->quarantine_add_header = strcmp(m->quarantine_on, "add_header") == 0;
+	if (!*s)
+		return 0;
+	for (size_t i = 0; i < NELEM(prefixes); i++) {
+		size_t n = strlen(prefixes[i]);
+		if (strncmp(s, prefixes[i], n) != 0)
+			continue;
+		if (i < 2 ? (s[n] < '0' || s[n] > '9') : s[n] != '/')
+			break;
+		return 0;
+	}
+	moat_section_error(ctx, "socket", "expected \"inet:PORT@ADDRESS\", \"inet6:PORT@ADDRESS\" "
+			   "or \"unix:/absolute/path\", got \"%s\"", s);
+	return -1;
+}
+
+static const struct moat_section_def milter_section = {
+	.name = "milter",
+	.doc = "The milter front end.",
+	.opts = milter_opts,
+	.nopts = NELEM(milter_opts),
+	.size = sizeof(struct moat_milter_conf),
+	.prepare = milter_prepare,
+};
+
+/* Sections other modules registered (filters, scoring), after the
+ * milter's own. */
+static const struct moat_section_def *sections[MAX_SECTIONS] = {&milter_section};
+static size_t nsections = 1;
 
 void moat_config_register_section(const struct moat_section_def *def)
 {
@@ -625,8 +675,10 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 	char why[256], w[600];
 
 	c->facility = moat_log_facility(c->syslog_facility);
-	if (c->nlisteners == 0)
-		add_error(errs, "%s: expected at least one listener section", c->path);
+	const struct moat_milter_conf *mc = moat_config_milter(c);
+	if (c->nlisteners == 0 && !(mc && mc->socket && *mc->socket))
+		add_error(errs, "%s: expected at least one listener section, or a milter socket",
+			  c->path);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		struct moat_listener_conf *l = &c->listeners[i];
 		l->role_id = l->role && strcmp(l->role, "submission") == 0
@@ -884,6 +936,11 @@ void *moat_config_section(const struct moat_config *c, const char *name)
 		if (strcmp(c->sections[i].def->name, name) == 0)
 			return c->sections[i].data;
 	return NULL;
+}
+
+const struct moat_milter_conf *moat_config_milter(const struct moat_config *c)
+{
+	return moat_config_section(c, "milter");
 }
 
 /* A string in libconfuse's double-quoted syntax, readable back. */

@@ -117,6 +117,19 @@ struct moat_listener_conf {
 	struct moat_addr upstream_addr;
 };
 
+/* The milter front end (section `milter { }`, util/config.c declares it):
+ * moatd serves the milter protocol on socket when it is set. */
+enum moat_milter_default { MOAT_MILTER_ACCEPT, MOAT_MILTER_TEMPFAIL, MOAT_MILTER_REJECT };
+
+struct moat_milter_conf {
+	char *socket;		/* "inet:8891@127.0.0.1", "unix:/path"; "" = off */
+	char *default_action;	/* "accept", "tempfail", "reject" */
+	char *quarantine_on;	/* "none", "add_header" */
+	/* derived */
+	enum moat_milter_default default_id;
+	int quarantine_add_header;
+};
+
 struct moat_config {
 	int refs;
 	char *path;
@@ -156,6 +169,8 @@ struct moat_config {
 
 /* The data of registered section name, or NULL. */
 void *moat_config_section(const struct moat_config *c, const char *name);
+/* The milter section (never NULL in a loaded configuration). */
+const struct moat_milter_conf *moat_config_milter(const struct moat_config *c);
 
 /* The errors of one load, each "file:line: what was expected". */
 struct moat_config_errors {

@@ -1,0 +1,351 @@
+/*
+ * spf_proto.c - encode and strictly decode the messages between moat
+ * and its SPF workers (format: spf_proto.h).
+ *
+ * Owns nothing: a writer and a reader over caller buffers.
+ */
+#include "spf_proto.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const result_names[SPF_RES__COUNT] = {
+	"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror",
+};
+
+const char *spf_result_name(enum spf_result r)
+{
+	return (unsigned)r < SPF_RES__COUNT ? result_names[r] : "?";
+}
+
+int spf_result_parse(const char *s, enum spf_result *out)
+{
+	for (int i = 0; s && i < SPF_RES__COUNT; i++)
+		if (strcmp(s, result_names[i]) == 0) {
+			*out = (enum spf_result)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* ---- writer ---- */
+
+struct wr {
+	unsigned char *buf;
+	size_t len, o;
+	int bad;
+};
+
+static void put(struct wr *w, const void *p, size_t n)
+{
+	if (w->bad || n > w->len - w->o || w->o + n - SPF_PROTO_HDR > SPF_PROTO_MAX) {
+		w->bad = 1;
+		return;
+	}
+	memcpy(w->buf + w->o, p, n);
+	w->o += n;
+}
+
+static void put_u8(struct wr *w, unsigned v)
+{
+	unsigned char b = (unsigned char)v;
+	put(w, &b, 1);
+}
+
+static void put_u16(struct wr *w, unsigned v)
+{
+	unsigned char b[2] = {(unsigned char)(v >> 8), (unsigned char)v};
+	put(w, b, 2);
+}
+
+static void put_u32(struct wr *w, uint32_t v)
+{
+	unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+			      (unsigned char)(v >> 8), (unsigned char)v};
+	put(w, b, 4);
+}
+
+static void put_str(struct wr *w, const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	if (n > max) {
+		w->bad = 1;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			w->bad = 1;
+	put_u16(w, (unsigned)n);
+	put(w, s, n);
+}
+
+static int wr_begin(struct wr *w, unsigned char *buf, size_t len, int type)
+{
+	w->buf = buf;
+	w->len = len;
+	w->o = 0;
+	w->bad = len < SPF_PROTO_HDR + 1;
+	if (!w->bad) {
+		w->o = SPF_PROTO_HDR;
+		put_u8(w, (unsigned)type);
+	}
+	return 0;
+}
+
+static int wr_end(struct wr *w)
+{
+	if (w->bad)
+		return -1;
+	uint32_t n = (uint32_t)(w->o - SPF_PROTO_HDR);
+	w->buf[0] = (unsigned char)(n >> 24);
+	w->buf[1] = (unsigned char)(n >> 16);
+	w->buf[2] = (unsigned char)(n >> 8);
+	w->buf[3] = (unsigned char)n;
+	return (int)w->o;
+}
+
+int spf_proto_encode_config(const struct spf_proto_config *c, unsigned char *buf, size_t len)
+{
+	struct wr w;
+	wr_begin(&w, buf, len, SPF_MSG_CONFIG);
+	put_u32(&w, SPF_PROTO_VERSION);
+	put_u32(&w, c->timeout_ms);
+	put_u32(&w, c->cache_size);
+	put_str(&w, c->receiver, SPF_DOMAIN_MAX);
+	if (c->nns > SPF_MAX_NS)
+		w.bad = 1;
+	put_u8(&w, c->nns);
+	for (unsigned i = 0; i < c->nns && i < SPF_MAX_NS; i++)
+		put_str(&w, c->ns[i], SPF_NS_MAX);
+	put_str(&w, c->trust_anchor, SPF_PATH_MAX);
+	return wr_end(&w);
+}
+
+int spf_proto_encode_check(const struct spf_proto_check *c, unsigned char *buf, size_t len)
+{
+	struct wr w;
+	wr_begin(&w, buf, len, SPF_MSG_CHECK);
+	put_u32(&w, c->id);
+	put_u32(&w, c->budget_ms);
+	put_u8(&w, c->flags);
+	put_str(&w, c->ip, SPF_IP_MAX);
+	put_str(&w, c->sender, SPF_SENDER_MAX);
+	put_str(&w, c->helo, SPF_DOMAIN_MAX);
+	return wr_end(&w);
+}
+
+static void put_identity(struct wr *w, const struct spf_proto_identity *r)
+{
+	put_u8(w, r->done);
+	put_u8(w, r->result);
+	put_u16(w, r->terms);
+	put_u16(w, r->voids);
+	put_str(w, r->mechanism, SPF_MECH_MAX);
+	put_str(w, r->explanation, SPF_EXP_MAX);
+	put_str(w, r->problem, SPF_PROBLEM_MAX);
+}
+
+int spf_proto_encode_result(const struct spf_proto_result *r, unsigned char *buf, size_t len)
+{
+	struct wr w;
+	wr_begin(&w, buf, len, SPF_MSG_RESULT);
+	put_u32(&w, r->id);
+	put_identity(&w, &r->mailfrom);
+	put_identity(&w, &r->helo);
+	return wr_end(&w);
+}
+
+/* ---- reader ---- */
+
+long spf_proto_frame(const unsigned char *buf, size_t n)
+{
+	if (n < SPF_PROTO_HDR)
+		return 0;
+	uint32_t len = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 |
+		       buf[3];
+	if (len == 0 || len > SPF_PROTO_MAX)
+		return -1;
+	return n - SPF_PROTO_HDR >= len ? (long)len : 0;
+}
+
+int spf_proto_type(const unsigned char *p, size_t n)
+{
+	return n >= 1 ? p[0] : -1;
+}
+
+struct rd {
+	const unsigned char *p;
+	size_t n, o;
+	const char *bad;	/* the first problem */
+};
+
+static void fail(struct rd *r, const char *why)
+{
+	if (!r->bad)
+		r->bad = why;
+}
+
+static const unsigned char *take(struct rd *r, size_t k)
+{
+	if (r->bad || k > r->n - r->o) {
+		fail(r, "message too short");
+		return NULL;
+	}
+	r->o += k;
+	return r->p + r->o - k;
+}
+
+static unsigned get_u8(struct rd *r)
+{
+	const unsigned char *b = take(r, 1);
+	return b ? b[0] : 0;
+}
+
+static unsigned get_u16(struct rd *r)
+{
+	const unsigned char *b = take(r, 2);
+	return b ? (unsigned)b[0] << 8 | b[1] : 0;
+}
+
+static uint32_t get_u32(struct rd *r)
+{
+	const unsigned char *b = take(r, 4);
+	return b ? (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3] : 0;
+}
+
+static void get_str(struct rd *r, char *out, size_t max, const char *what)
+{
+	unsigned n = get_u16(r);
+	out[0] = '\0';
+	if (r->bad)
+		return;
+	if (n > max) {
+		fail(r, what);
+		return;
+	}
+	const unsigned char *b = take(r, n);
+	if (!b)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		if (b[i] < 0x20 || b[i] > 0x7e) {
+			fail(r, what);
+			return;
+		}
+	memcpy(out, b, n);
+	out[n] = '\0';
+}
+
+static int rd_begin(struct rd *r, const unsigned char *p, size_t n, int type)
+{
+	r->p = p;
+	r->n = n;
+	r->o = 0;
+	r->bad = NULL;
+	if (n > SPF_PROTO_MAX)
+		fail(r, "message too long");
+	if (get_u8(r) != (unsigned)type)
+		fail(r, "unexpected message type");
+	return 0;
+}
+
+static int rd_end(struct rd *r, char *err, size_t errlen)
+{
+	if (!r->bad && r->o != r->n)
+		fail(r, "trailing octets");
+	if (r->bad) {
+		snprintf(err, errlen, "%s", r->bad);
+		return -1;
+	}
+	return 0;
+}
+
+int spf_proto_decode_config(const unsigned char *p, size_t n, struct spf_proto_config *c,
+			    char *err, size_t errlen)
+{
+	struct rd r;
+	memset(c, 0, sizeof(*c));
+	rd_begin(&r, p, n, SPF_MSG_CONFIG);
+	if (get_u32(&r) != SPF_PROTO_VERSION)
+		fail(&r, "protocol version mismatch");
+	c->timeout_ms = get_u32(&r);
+	if (c->timeout_ms < 1 || c->timeout_ms > 600000)
+		fail(&r, "timeout out of range");
+	c->cache_size = get_u32(&r);
+	get_str(&r, c->receiver, SPF_DOMAIN_MAX, "bad receiver");
+	c->nns = (uint8_t)get_u8(&r);
+	if (c->nns > SPF_MAX_NS)
+		fail(&r, "too many nameservers");
+	for (unsigned i = 0; !r.bad && i < c->nns; i++) {
+		get_str(&r, c->ns[i], SPF_NS_MAX, "bad nameserver");
+		if (!r.bad && !c->ns[i][0])
+			fail(&r, "empty nameserver");
+	}
+	get_str(&r, c->trust_anchor, SPF_PATH_MAX, "bad trust anchor");
+	return rd_end(&r, err, errlen);
+}
+
+int spf_proto_decode_check(const unsigned char *p, size_t n, struct spf_proto_check *c,
+			   char *err, size_t errlen)
+{
+	struct rd r;
+	char ip[SPF_IP_MAX + 1], dom[SPF_DOMAIN_MAX + 1], tmp[SPF_SENDER_MAX + 1];
+
+	memset(c, 0, sizeof(*c));
+	rd_begin(&r, p, n, SPF_MSG_CHECK);
+	c->id = get_u32(&r);
+	c->budget_ms = get_u32(&r);
+	if (!r.bad && (c->budget_ms < 1 || c->budget_ms > 600000))
+		fail(&r, "budget out of range");
+	c->flags = (uint8_t)get_u8(&r);
+	if (!r.bad && (c->flags == 0 || (c->flags & ~(SPF_CHECK_MAILFROM | SPF_CHECK_HELO))))
+		fail(&r, "bad flags");
+	get_str(&r, c->ip, SPF_IP_MAX, "bad client address");
+	get_str(&r, c->sender, SPF_SENDER_MAX, "bad sender");
+	get_str(&r, c->helo, SPF_DOMAIN_MAX, "bad helo");
+	if (r.bad)
+		return rd_end(&r, err, errlen);
+	/* what the main process prepares, and nothing else */
+	if (spf_ip_normalize(c->ip, ip, sizeof(ip)) < 0 || strcmp(ip, c->ip) != 0)
+		fail(&r, "client address not canonical");
+	if (c->flags & SPF_CHECK_MAILFROM) {
+		if (spf_sender_prepare(c->sender, tmp, sizeof(tmp), dom, sizeof(dom)) !=
+		    SPF_INPUT_OK || strcmp(tmp, c->sender) != 0)
+			fail(&r, "sender not prepared");
+	} else if (c->sender[0]) {
+		fail(&r, "sender without a MAIL FROM check");
+	}
+	if (c->helo[0] && (spf_helo_prepare(c->helo, dom, sizeof(dom)) < 0 ||
+			   strcmp(dom, c->helo) != 0))
+		fail(&r, "helo not prepared");
+	if ((c->flags & SPF_CHECK_HELO) && !c->helo[0])
+		fail(&r, "HELO check without a name");
+	return rd_end(&r, err, errlen);
+}
+
+static void get_identity(struct rd *r, struct spf_proto_identity *id)
+{
+	id->done = (uint8_t)get_u8(r);
+	id->result = (uint8_t)get_u8(r);
+	if (!r->bad && (id->done > 1 || id->result >= SPF_RES__COUNT))
+		fail(r, "bad result");
+	id->terms = (uint16_t)get_u16(r);
+	id->voids = (uint16_t)get_u16(r);
+	get_str(r, id->mechanism, SPF_MECH_MAX, "bad mechanism");
+	get_str(r, id->explanation, SPF_EXP_MAX, "bad explanation");
+	get_str(r, id->problem, SPF_PROBLEM_MAX, "bad problem text");
+	if (!r->bad && !id->done && (id->result || id->terms || id->voids || id->mechanism[0] ||
+				     id->explanation[0] || id->problem[0]))
+		fail(r, "data for an identity not checked");
+}
+
+int spf_proto_decode_result(const unsigned char *p, size_t n, struct spf_proto_result *res,
+			    char *err, size_t errlen)
+{
+	struct rd r;
+	memset(res, 0, sizeof(*res));
+	rd_begin(&r, p, n, SPF_MSG_RESULT);
+	res->id = get_u32(&r);
+	get_identity(&r, &res->mailfrom);
+	get_identity(&r, &res->helo);
+	return rd_end(&r, err, errlen);
+}
