@@ -29,7 +29,7 @@ DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunboun
 # The test suite adds clang's libFuzzer, Python for the test servers,
 # groff/man-db to lint the man pages, util-linux (unshare, script),
 # procps, and miltertest (OpenDKIM's milter test driver).
-CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib unbound redis-server groff-base man-db procps util-linux mount bsdutils miltertest
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) \
 	     $(wildcard milter/*.c) $(wildcard filters/*.c)
