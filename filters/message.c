@@ -84,8 +84,8 @@ int moat_message_parse(struct moat_message *m, const struct msg_spool *spool, si
 			end = want;	/* headers only, no body */
 			m->header_len = want;
 		} else {
-			end = 0;	/* too big to be headers: all body */
-			m->header_len = 0;
+			moat_message_free(m);
+			return MOAT_MESSAGE_TOO_BIG;
 		}
 	}
 	m->body_offset = m->header_len;
@@ -99,6 +99,10 @@ int moat_message_parse(struct moat_message *m, const struct msg_spool *spool, si
 			i = nl ? (size_t)(nl - m->buf) + 2 : end;
 			if (i >= end || (m->buf[i] != ' ' && m->buf[i] != '\t'))
 				break;
+		}
+		if (m->nheaders >= MOAT_MAX_HEADER_FIELDS) {
+			moat_message_free(m);
+			return MOAT_MESSAGE_TOO_BIG;
 		}
 		if (add_field(m, &cap, m->buf + s, m->buf + i) < 0) {
 			moat_message_free(m);
@@ -161,32 +165,82 @@ static int put_field(struct out *o, const char *name, const char *value)
 	       put(o, value, strlen(value)) || put(o, "\r\n", 2) ? -1 : 0;
 }
 
+static int cmp_edit_name(const void *a, const void *b)
+{
+	const struct moat_header_edit *x = *(const struct moat_header_edit *const *)a;
+	const struct moat_header_edit *y = *(const struct moat_header_edit *const *)b;
+	return strcasecmp(x->name, y->name);
+}
+
+void moat_message_mark_edits(const struct moat_message *m, const struct moat_verdict *v,
+			     struct moat_header_mark *marks)
+{
+	const struct moat_header_edit **ed;
+	size_t n = 0;
+
+	memset(marks, 0, m->nheaders * sizeof(*marks));
+	ed = calloc(v->nedits ? v->nedits : 1, sizeof(*ed));
+	if (!ed)
+		return;
+	for (size_t e = 0; e < v->nedits; e++)
+		if (v->edits[e].op != MOAT_HEADER_ADD)
+			ed[n++] = &v->edits[e];
+	/* Group the edits by field name: one pass over the fields per name,
+	 * whatever the number of edits (a message may carry thousands of
+	 * forged fields, each with its own REMOVE). */
+	qsort(ed, n, sizeof(*ed), cmp_edit_name);
+	for (size_t g = 0; g < n;) {
+		size_t end = g + 1;
+		while (end < n && strcasecmp(ed[end]->name, ed[g]->name) == 0)
+			end++;
+		int count = 0, all = 0, *removed = NULL;
+		const char **changed = NULL;
+		for (size_t i = 0; i < m->nheaders; i++)
+			count += name_is(&m->headers[i], ed[g]->name);
+		removed = calloc((size_t)count + 1, sizeof(*removed));
+		changed = calloc((size_t)count + 1, sizeof(*changed));
+		for (size_t e = g; removed && changed && e < end; e++) {
+			if (ed[e]->op == MOAT_HEADER_REMOVE && ed[e]->index == 0)
+				all = 1;
+			else if (ed[e]->index >= 1 && ed[e]->index <= count) {
+				if (ed[e]->op == MOAT_HEADER_REMOVE)
+					removed[ed[e]->index] = 1;
+				else
+					changed[ed[e]->index] = ed[e]->value ? ed[e]->value : "";
+			}
+		}
+		for (size_t i = 0, k = 0; removed && changed && i < m->nheaders; i++) {
+			if (!name_is(&m->headers[i], ed[g]->name))
+				continue;
+			k++;
+			marks[i].occurrence = (int)k;
+			marks[i].removed = all || removed[k];
+			marks[i].changed = changed[k];
+		}
+		free(removed);
+		free(changed);
+		g = end;
+	}
+	free(ed);
+}
+
 int moat_message_edited_header(const struct moat_message *m, const struct moat_verdict *v,
 			       char **out, size_t *outlen)
 {
 	struct out o = {NULL, 0, 0};
 	int rc = 0;
+	struct moat_header_mark *marks = calloc(m->nheaders ? m->nheaders : 1, sizeof(*marks));
 
+	if (!marks)
+		return -1;
+	moat_message_mark_edits(m, v, marks);
 	for (size_t e = 0; e < v->nedits && rc == 0; e++)
 		if (v->edits[e].op == MOAT_HEADER_ADD)
 			rc = put_field(&o, v->edits[e].name, v->edits[e].value ? v->edits[e].value : "");
 	for (size_t i = 0; i < m->nheaders && rc == 0; i++) {
 		const struct moat_header *h = &m->headers[i];
-		int occurrence = 0, removed = 0;
-		const char *changed = NULL;
-		for (size_t j = 0; j <= i; j++)
-			if (h->name_len && m->headers[j].name_len == h->name_len &&
-			    strncasecmp(m->headers[j].name, h->name, h->name_len) == 0)
-				occurrence++;
-		for (size_t e = 0; e < v->nedits; e++) {
-			const struct moat_header_edit *ed = &v->edits[e];
-			if (ed->op == MOAT_HEADER_ADD || !name_is(h, ed->name))
-				continue;
-			if (ed->op == MOAT_HEADER_REMOVE && (ed->index == 0 || ed->index == occurrence))
-				removed = 1;
-			else if (ed->op == MOAT_HEADER_CHANGE && ed->index == occurrence)
-				changed = ed->value ? ed->value : "";
-		}
+		int removed = marks[i].removed;
+		const char *changed = marks[i].changed;
 		if (removed)
 			continue;
 		if (changed) {
@@ -203,6 +257,7 @@ int moat_message_edited_header(const struct moat_message *m, const struct moat_v
 		rc = put(&o, "\r\n", 2);
 	if (rc == 0 && !o.p)
 		rc = put(&o, "", 0);
+	free(marks);
 	if (rc < 0) {
 		free(o.p);
 		return -1;

@@ -34,9 +34,15 @@ struct moat_message {
 	char *buf;		/* the header block, owned */
 };
 
-/* Reads the header block (at most max_header octets; a message with a
- * longer header block has the rest treated as body) of spool. Returns 0,
- * or -1 (out of memory, spool read error). */
+#define MOAT_MAX_HEADER_FIELDS 10000
+
+/* Reads the header block of spool. Returns 0; -1 (out of memory, spool
+ * read error); or MOAT_MESSAGE_TOO_BIG when the header block is longer
+ * than max_header octets or has more than MOAT_MAX_HEADER_FIELDS fields
+ * (front ends refuse such a message: 552 5.3.4; treating the excess as
+ * body would hide headers, forged Authentication-Results among them,
+ * from the filters). */
+#define MOAT_MESSAGE_TOO_BIG (-2)
 int moat_message_parse(struct moat_message *m, const struct msg_spool *spool,
 		       size_t max_header);
 void moat_message_free(struct moat_message *m);
@@ -45,6 +51,17 @@ void moat_message_free(struct moat_message *m);
 const struct moat_header *moat_message_header(const struct moat_message *m,
 					      const char *name, int index);
 size_t moat_message_count(const struct moat_message *m, const char *name);
+
+/* What the verdict's REMOVE and CHANGE edits do to each received field,
+ * in one pass per edit (never per field pair: a message may carry
+ * thousands of fields). marks has m->nheaders entries. */
+struct moat_header_mark {
+	int occurrence;		/* 1-based among fields of its name (when an edit names it) */
+	int removed;
+	const char *changed;	/* new value, or NULL */
+};
+void moat_message_mark_edits(const struct moat_message *m, const struct moat_verdict *v,
+			     struct moat_header_mark *marks);
 
 /* The header block after the verdict's edits, with the blank line: the
  * added fields first (in the order added), then the original fields,

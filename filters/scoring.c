@@ -135,11 +135,15 @@ static void auth_results(const struct moat_config *c, const struct moat_message 
 			 struct moat_verdict *v, int add)
 {
 	const char *id = c->authserv_id && *c->authserv_id ? c->authserv_id : c->hostname;
-	for (size_t i = 1; m && i <= moat_message_count(m, "Authentication-Results"); i++) {
-		const struct moat_header *h = moat_message_header(m, "Authentication-Results", (int)i);
-		if (h && claims_id(h, id))
+	int occurrence = 0;
+	for (size_t i = 0; m && i < m->nheaders; i++) {	/* one pass */
+		const struct moat_header *h = &m->headers[i];
+		if (h->name_len != 22 || strncasecmp(h->name, "Authentication-Results", 22) != 0)
+			continue;
+		occurrence++;
+		if (claims_id(h, id))
 			moat_verdict_edit(v, "scoring", MOAT_HEADER_REMOVE, "Authentication-Results",
-					  NULL, (int)i);
+					  NULL, occurrence);
 	}
 	if (!add || v->nauth == 0)
 		return;

@@ -431,12 +431,6 @@ static void spool_put(struct msess *s, const char *buf, size_t len)
 
 /* ---- header edits --------------------------------------------------------- */
 
-static int name_is(const struct moat_header *h, const char *name)
-{
-	size_t n = strlen(name);
-	return h->name_len == n && strncasecmp(h->name, name, n) == 0;
-}
-
 /* The value as sent to the MTA: with the leading space when the MTA
  * passes values as they are (SMFIP_HDR_LEADSPC), and folded lines
  * ("\r\n\t", as Authentication-Results has them) joined by a bare LF,
@@ -465,24 +459,15 @@ static int apply_edits(SMFICTX *ctx, struct msess *s)
 	const struct moat_message *m = &s->message;
 	const struct moat_verdict *v = &s->msg_v;
 	int rc = 0;
+	struct moat_header_mark *marks = calloc(m->nheaders ? m->nheaders : 1, sizeof(*marks));
 
+	if (!marks)
+		return -1;
+	moat_message_mark_edits(m, v, marks);
 	for (size_t i = m->nheaders; i-- > 0;) {
 		const struct moat_header *h = &m->headers[i];
-		int occurrence = 0, removed = 0;
-		const char *changed = NULL;
-		for (size_t j = 0; j <= i; j++)
-			if (h->name_len && m->headers[j].name_len == h->name_len &&
-			    strncasecmp(m->headers[j].name, h->name, h->name_len) == 0)
-				occurrence++;
-		for (size_t e = 0; e < v->nedits; e++) {
-			const struct moat_header_edit *ed = &v->edits[e];
-			if (ed->op == MOAT_HEADER_ADD || !name_is(h, ed->name))
-				continue;
-			if (ed->op == MOAT_HEADER_REMOVE && (ed->index == 0 || ed->index == occurrence))
-				removed = 1;
-			else if (ed->op == MOAT_HEADER_CHANGE && ed->index == occurrence)
-				changed = ed->value ? ed->value : "";
-		}
+		int occurrence = marks[i].occurrence, removed = marks[i].removed;
+		const char *changed = marks[i].changed;
 		if (!removed && !changed)
 			continue;
 		if (!(s->aflags & SMFIF_CHGHDRS)) {
@@ -515,6 +500,7 @@ static int apply_edits(SMFICTX *ctx, struct msess *s)
 			rc = -1;
 		free(val);
 	}
+	free(marks);
 	return rc;
 }
 
@@ -820,7 +806,10 @@ static sfsistat cb_eom(SMFICTX *ctx)
 			 s->conf->spool_directory, strerror(s->spool_errno));
 		return end_message(ctx, s, 452, "4.3.1 Insufficient system storage");
 	}
-	if (moat_message_parse(&s->message, s->spool, MAX_HEADER_BLOCK) < 0)
+	int prc = moat_message_parse(&s->message, s->spool, MAX_HEADER_BLOCK);
+	if (prc == MOAT_MESSAGE_TOO_BIG)
+		return end_message(ctx, s, 552, "5.3.4 Message header too large");
+	if (prc < 0)
 		return end_message(ctx, s, 451, "4.3.0 Cannot read the message back, try again later");
 	if (run_stage(s, MOAT_STAGE_EOM, &r, &why) < 0) {
 		/* the stage may still run: leave the transaction to it */

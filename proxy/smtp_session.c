@@ -1032,7 +1032,15 @@ static void data_end(struct session *s)
 	 * together get upstream_data_timeout (at most 540 s). */
 	struct timeval tv = {s->conf->upstream_data_timeout, 0};
 	evtimer_add(s->final_ev, &tv);
-	if (moat_message_parse(&s->message, s->spool, MAX_HEADER_BLOCK) < 0) {
+	int prc = moat_message_parse(&s->message, s->spool, MAX_HEADER_BLOCK);
+	if (prc == MOAT_MESSAGE_TOO_BIG) {
+		evtimer_del(s->final_ev);
+		end_message(s, 552, "5.3.4 Message header too large (more than %d octets or %d fields)",
+			    MAX_HEADER_BLOCK, MOAT_MAX_HEADER_FIELDS);
+		command_done(s);
+		return;
+	}
+	if (prc < 0) {
 		evtimer_del(s->final_ev);
 		end_message(s, 451, "4.3.0 Cannot read the message back, try again later");
 		command_done(s);
@@ -1168,8 +1176,18 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != S_CLOSING) {
 		moat_log(LOG_INFO, "session=%s client=%s: timeout %s", s->id, s->client_addr,
-			 s->state == S_DATA ? "in DATA" : "waiting for a command");
-		bufferevent_set_timeouts(s->bev, NULL, NULL);
+			 s->state == S_DATA ? "in DATA" : s->state == S_WAIT ? "sending a reply"
+			 : "waiting for a command");
+		/* Whatever was under way stops: the client is told 421 and
+		 * will retry, so nothing of this transaction may go on. */
+		moat_pipeline_cancel(s->prun);
+		s->prun = NULL;
+		drop_upstream(s);
+		evtimer_del(s->final_ev);
+		/* The 421 gets a bounded time to leave: a client that does not
+		 * read must not hold the session (and its slot) forever. */
+		struct timeval wt = {10, 0};
+		bufferevent_set_timeouts(s->bev, NULL, &wt);
 		reply(s, 421, "4.4.2 %s Error: timeout exceeded", s->conf->hostname);
 		bufferevent_enable(s->bev, EV_WRITE);
 		close_after_flush(s);

@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "msg_spool.h"
@@ -305,6 +307,14 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 		complete(up, UPSTREAM_OK, r);
 		return;
 	case P_DATA:
+		if (r->code / 100 == 2 || (r->code / 100 == 3 && r->code != 354)) {
+			/* "250" to DATA: no message went up; never pass that
+			 * on as the final reply */
+			moat_log(LOG_WARNING, "upstream answered DATA with %d, not 354", r->code);
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EPROTO, r);
+			return;
+		}
 		if (r->code != 354) {
 			up->phase = r->code == 421 ? P_DEAD : P_READY;
 			complete(up, UPSTREAM_OK, r);
@@ -317,9 +327,11 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 		stream_more(up);
 		return;
 	case P_BODY:
-		/* A reply before we finished sending: the upstream gave up. */
+		/* A reply before we finished sending: the upstream gave up. Only
+		 * a refusal may reach the client; a 2xx for half a message is a
+		 * protocol error (451). */
 		up->phase = P_DEAD;
-		complete(up, UPSTREAM_OK, r);
+		complete(up, r->code >= 400 ? UPSTREAM_OK : UPSTREAM_EPROTO, r);
 		return;
 	case P_FINAL:
 		up->phase = r->code == 421 ? P_DEAD : P_READY;
@@ -462,8 +474,13 @@ void upstream_open(struct upstream *up, upstream_cb cb, void *arg)
 	enter(up);
 	up->cb = cb;
 	up->arg = arg;
-	up->bev = bufferevent_socket_new(up->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* Our own socket, close-on-exec: the milter and SPF worker
+	 * processes moatd starts must not inherit upstream connections. */
+	int fd = socket(up->p.addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	up->bev = fd >= 0 ? bufferevent_socket_new(up->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (!up->bev) {
+		if (fd >= 0)
+			close(fd);
 		fail(up, UPSTREAM_ECONNECT);
 		return;
 	}

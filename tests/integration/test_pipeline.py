@@ -708,5 +708,28 @@ def test_config_errors():
           "access.client in moat config output: %r" % [l for l in out.splitlines() if "client" in l])
 
 
+def test_header_limits_and_many_forged_auth_results():
+    """A header block over the limits is refused (552), never read as
+    body (which would hide forged fields from the filters); thousands of
+    forged Authentication-Results fields are all removed, quickly."""
+    with Rig(options=OPTS, overrides=["filters=access"]) as r:
+        c = r.ehlo_client()
+        c.expect("MAIL FROM:<a@example.org>", 250)
+        c.expect("RCPT TO:<b@example.net>", 250)
+        c.expect("DATA", 354)
+        c.send(b"a: b\r\n" * 10001 + b"\r\nbody\r\n.\r\n")
+        expect_reply(c.reply(timeout=20), 552, "5.3.4", "10001 header fields")
+        forged = b"Authentication-Results: moat.test; spf=pass\r\n" * 9000
+        t0 = time.time()
+        rep = c.send_message(forged + b"Subject: kept\r\n\r\nbody\r\n")
+        expect_reply(rep, 250, None, "a message with 9000 forged fields")
+        check(time.time() - t0 < 5, "9000 forged fields took %.1fs" % (time.time() - t0))
+        c.quit()
+        got = r.up.wait_messages(1, timeout=10)
+        body = got[-1].body
+        check(b"spf=pass" not in body, "a forged Authentication-Results reached the upstream")
+        check(b"Subject: kept" in body, "the other fields must stay")
+
+
 if __name__ == "__main__":
     sys.exit(run_tests(globals()))

@@ -213,6 +213,14 @@ def test_data_5xx_relayed():
                result="rejected|failed")
 
 
+def test_data_answered_250_is_not_a_delivery():
+    # An upstream that says 250 to DATA itself has taken no message: the
+    # client must not hear 250 (it would lose the message), and nothing
+    # may count as delivered.
+    fault_case(lambda u: u.replies.update(data="250 2.0.0 ok"), "eod", 451, "4.4.2",
+               result="tempfailed")
+
+
 def test_eod_4xx_relayed():
     fault_case(lambda u: u.replies.update(eod="451 4.3.0 Error: queue file write error"), "eod", 451, "4.3.0",
                "queue file write error", result="tempfailed")
