@@ -200,6 +200,24 @@ struct moat_resolver *moat_resolver_new(struct event_base *base,
 			goto fail;
 		}
 	}
+	/*
+	 * libunbound answers the RFC 6303 / AS112 reverse zones itself with
+	 * NXDOMAIN and never asks a server (192.168/16, 10/8, 172.16/12,
+	 * 192.0.2/24 and the other test nets, 169.254/16, 100.64/10,
+	 * 2001:db8::/32, fd00::/8, fe80::/10, ...: unbound.conf(5), "local-zone",
+	 * the default zones). With nameservers configured, those are the
+	 * operator's own servers, where an internal reverse zone lives: ask
+	 * them for everything. unblock-lan-zones drops all those defaults in
+	 * one documented option and keeps only localhost and the loopback
+	 * reverse zones (127.in-addr.arpa, ::1), plus the special-use names
+	 * (test., invalid., onion., home.arpa.); insecure-lan-zones keeps a
+	 * DNSSEC trust anchor from marking the now forwarded private reverse
+	 * answers bogus (they are unsigned by design).
+	 */
+	if (conf->nameservers.n > 0 &&
+	    (set_opt(r->ub, "unblock-lan-zones:", "yes", err, errlen) < 0 ||
+	     set_opt(r->ub, "insecure-lan-zones:", "yes", err, errlen) < 0))
+		goto fail;
 	for (size_t i = 0; i < conf->nameservers.n; i++) {
 		/* "a.b.c.d:53" / "[v6]:53" -> libunbound's "addr@53" */
 		char fwd[300];

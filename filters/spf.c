@@ -127,6 +127,28 @@ static void header_safe(const char *in, char *out, size_t len)
 	out[o] = '\0';
 }
 
+/* The HELO as given, for Received-SPF's helo= (RFC 7208 9.1, quoted
+ * there when it is no dot-atom): printable ASCII, spaces kept but runs
+ * of them and the ends trimmed. */
+static void helo_text(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+	int space = 0;
+	for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 1 < len; p++) {
+		if (*p == ' ' || *p == '\t') {
+			space = o > 0;
+			continue;
+		}
+		if (*p <= 0x20 || *p >= 0x7f)
+			continue;
+		if (space && o + 2 < len)
+			out[o++] = ' ';
+		space = 0;
+		out[o++] = (char)*p;
+	}
+	out[o] = '\0';
+}
+
 int spf_prepare(const char *ip, const char *sender, const char *helo, int check_helo,
 		struct spf_prepared *out)
 {
@@ -137,9 +159,23 @@ int spf_prepare(const char *ip, const char *sender, const char *helo, int check_
 	if (spf_ip_normalize(ip, out->check.ip, sizeof(out->check.ip)) < 0)
 		return -1;
 	helo_ok = spf_helo_prepare(helo, helo_a, sizeof(helo_a)) == 0;
-	if (helo_ok)
+	if (helo_ok) {
 		snprintf(out->check.helo, sizeof(out->check.helo), "%s", helo_a);
-	header_safe(helo, out->helo_text, sizeof(out->helo_text));
+	} else if (helo && *helo) {
+		/* not checked as an identity, but %{h} expands to it (RFC 7208
+		 * 7.3; a record may well test for a bad HELO): printable ASCII
+		 * as given; dropped if that much cleaning made a domain of it
+		 * (the worker would take it for a prepared name) */
+		size_t o = 0;
+		for (const unsigned char *p = (const unsigned char *)helo;
+		     *p && o < sizeof(out->check.helo) - 1; p++)
+			if (*p >= 0x20 && *p < 0x7f)
+				out->check.helo[o++] = (char)*p;
+		out->check.helo[o] = '\0';
+		if (spf_helo_prepare(out->check.helo, helo_a, sizeof(helo_a)) == 0)
+			out->check.helo[0] = '\0';
+	}
+	helo_text(helo, out->helo_text, sizeof(out->helo_text));
 	out->null_sender = !sender || !*sender;
 	if (out->null_sender) {
 		/* RFC 7208 2.4: the HELO identity, as postmaster@HELO */
@@ -342,11 +378,16 @@ size_t spf_received_spf(char *out, size_t len, const struct spf_prepared *pr,
 
 void spf_auth_props(const struct spf_prepared *pr, char *out, size_t len)
 {
-	if (pr->null_sender)
-		snprintf(out, len, "smtp.helo=%.*s", (int)(len > 11 ? len - 11 : 0), pr->domain[0] ? pr->domain : pr->helo_text);
-	else
-		snprintf(out, len, "smtp.mailfrom=%.*s", (int)(len > 15 ? len - 15 : 0), pr->domain[0] ? pr->domain
-								     : pr->envelope_from);
+	char h[SPF_DOMAIN_MAX + 1];
+
+	if (pr->null_sender) {
+		/* helo_text may hold spaces: none in a property value */
+		header_safe(pr->domain[0] ? pr->domain : pr->helo_text, h, sizeof(h));
+		snprintf(out, len, "smtp.helo=%.*s", (int)(len > 11 ? len - 11 : 0), h);
+	} else {
+		snprintf(out, len, "smtp.mailfrom=%.*s", (int)(len > 15 ? len - 15 : 0),
+			 pr->domain[0] ? pr->domain : pr->envelope_from);
+	}
 }
 
 /* ---- the filter ---- */

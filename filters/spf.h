@@ -62,7 +62,7 @@ struct spf_prepared {
 	const char *identity;		/* "mailfrom" or "helo" */
 	char domain[SPF_DOMAIN_MAX + 1];	/* its domain (A-label) or "" */
 	char envelope_from[SPF_SENDER_MAX + 1];	/* sanitised, for headers */
-	char helo_text[SPF_DOMAIN_MAX + 1];	/* sanitised HELO as given */
+	char helo_text[SPF_DOMAIN_MAX + 1];	/* sanitised HELO as given (spaces kept) */
 	int have_primary;		/* primary result known already */
 	struct spf_proto_identity primary;
 	int helo_checked;		/* a separate HELO check runs */

@@ -56,6 +56,7 @@ struct spf_job {
 	struct event *timer;
 	struct timespec deadline;
 	int failing;			/* never queued: fails from the loop */
+	struct spf_job *fnext, *fprev;	/* the pool's list of failing jobs */
 };
 
 struct worker {
@@ -72,6 +73,7 @@ struct worker {
 };
 
 struct spf_pool {
+	struct spf_job *failing;	/* jobs failing at once (queue full) */
 	struct event_base *base;
 	struct spf_pool_settings s;
 	unsigned config_gen;
@@ -178,9 +180,25 @@ static void failure_result(const struct spf_job *j, const char *why, struct spf_
 }
 
 /* The job is over: its callback (unless cancelled), then it goes. */
+static void failing_unlink(struct spf_job *j)
+{
+	struct spf_pool *p = j->p;
+	if (!j->failing)
+		return;
+	if (j->fprev)
+		j->fprev->fnext = j->fnext;
+	else
+		p->failing = j->fnext;
+	if (j->fnext)
+		j->fnext->fprev = j->fprev;
+	j->fnext = j->fprev = NULL;
+	j->failing = 0;
+}
+
 static void job_finish(struct spf_job *j, const struct spf_proto_result *r)
 {
 	queue_unlink(j);
+	failing_unlink(j);
 	if (j->w)
 		j->w->job = NULL;
 	j->w = NULL;
@@ -575,6 +593,8 @@ void spf_pool_free(struct spf_pool *p)
 			worker_close(&p->w[i], "SPF workers stopped", 1);
 	while (p->head)
 		job_fail(p->head, "SPF workers stopped");
+	while (p->failing)	/* never queued, their timer still pending */
+		job_fail(p->failing, "SPF workers stopped");
 	for (size_t i = 0; i < p->nzombies; i++)
 		waitpid(p->zombies[i], NULL, 0);	/* SIGKILLed: gone at once */
 	if (p->reap_timer)
@@ -615,6 +635,10 @@ struct spf_job *spf_pool_submit(struct spf_pool *p, const struct spf_proto_check
 		p->stats.queue_full++;
 		ms_timeval(0, &tv);	/* fails at once, from the loop */
 		j->failing = 1;
+		j->fnext = p->failing;	/* on a list, so spf_pool_free() finds it */
+		if (p->failing)
+			p->failing->fprev = j;
+		p->failing = j;
 	} else {
 		ms_timeval(p->s.deadline_ms, &tv);
 		j->prev = p->tail;

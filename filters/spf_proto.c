@@ -314,9 +314,14 @@ int spf_proto_decode_check(const unsigned char *p, size_t n, struct spf_proto_ch
 	} else if (c->sender[0]) {
 		fail(&r, "sender without a MAIL FROM check");
 	}
-	if (c->helo[0] && (spf_helo_prepare(c->helo, dom, sizeof(dom)) < 0 ||
-			   strcmp(dom, c->helo) != 0))
-		fail(&r, "helo not prepared");
+	/* a HELO name that prepares is sent prepared; one that does not (an
+	 * address literal, a bare word, junk) only for %{h} (spf_prepare()),
+	 * never as the HELO identity */
+	if (c->helo[0]) {
+		int ok = spf_helo_prepare(c->helo, dom, sizeof(dom)) == 0;
+		if (ok ? strcmp(dom, c->helo) != 0 : (c->flags & SPF_CHECK_HELO) != 0)
+			fail(&r, "helo not prepared");
+	}
 	if ((c->flags & SPF_CHECK_HELO) && !c->helo[0])
 		fail(&r, "HELO check without a name");
 	return rd_end(&r, err, errlen);

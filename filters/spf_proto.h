@@ -80,7 +80,9 @@ struct spf_proto_check {
 	uint8_t flags;			/* SPF_CHECK_*, at least one */
 	char ip[SPF_IP_MAX + 1];	/* canonical, as spf_ip_normalize() */
 	char sender[SPF_SENDER_MAX + 1];	/* "local@domain" (MAILFROM) */
-	char helo[SPF_DOMAIN_MAX + 1];	/* A-label form (HELO; also %{h}) or "" */
+	char helo[SPF_DOMAIN_MAX + 1];	/* A-label form (HELO; also %{h}), or a
+					 * HELO that is no domain, printable, for
+					 * %{h} only (no SPF_CHECK_HELO), or "" */
 };
 
 /* The result for one identity. */

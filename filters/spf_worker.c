@@ -72,6 +72,7 @@
 #include <unistd.h>
 
 #include "spf_proto.h"
+#include "spf_syntax.h"
 
 #define MAX_TERMS 10		/* RFC 7208 4.6.4 */
 #define MAX_VOIDS 2
@@ -83,10 +84,14 @@
 #define NAMES_MAX 16		/* MX/PTR targets remembered */
 
 /* moat's explanation, instead of libspf2's link to a defunct site.
- * Spaces are written %_ (see macro_text()). */
-#define MOAT_SPF_EXPLANATION "%{o}%_does%_not%_designate%_%{i}%_as%_a%_permitted%_sender"
+ * Spaces are written %_ (see macro_text()). %{c}: the client address in
+ * its usual text form, IPv6 too (RFC 7208 7.3); %{i} would be 32 nibbles. */
+#define MOAT_SPF_EXPLANATION "%{o}%_does%_not%_designate%_%{c}%_as%_a%_permitted%_sender"
 
-enum limit { LIMIT_NONE = 0, LIMIT_TERMS, LIMIT_VOIDS, LIMIT_MX, LIMIT_QUERIES, LIMIT_BUDGET };
+enum limit {
+	LIMIT_NONE = 0, LIMIT_TERMS, LIMIT_VOIDS, LIMIT_MX, LIMIT_QUERIES, LIMIT_BUDGET,
+	LIMIT_SYNTAX
+};
 
 /* One SPF record being evaluated (the top one, an include, a redirect). */
 struct frame {
@@ -118,6 +123,8 @@ static struct {
 	struct frame frames[MAX_DEPTH];
 	int depth;		/* frames in use; 0 before the top record */
 	int overflow;		/* frames past MAX_DEPTH */
+	int nul_spf;		/* ask() dropped a "v=spf1" TXT record holding a NUL */
+	char syntax[SPF_PROBLEM_MAX + 1];	/* LIMIT_SYNTAX: what was wrong */
 } W;
 
 /* ---- I/O with the main process ---- */
@@ -206,6 +213,12 @@ static void ub_setup(void)
 	ub_ctx_set_option(W.ub, "do-not-query-localhost:", "no");
 	if (W.conf.nns == 0)
 		ub_ctx_resolvconf(W.ub, NULL);
+	if (W.conf.nns > 0) {
+		/* the configured servers answer private reverse zones too (as
+		 * moat_resolver_new() in resolver.c; why there) */
+		ub_ctx_set_option(W.ub, "unblock-lan-zones:", "yes");
+		ub_ctx_set_option(W.ub, "insecure-lan-zones:", "yes");
+	}
 	for (unsigned i = 0; i < W.conf.nns; i++) {
 		/* "a.b.c.d:53" / "[v6]:53" -> libunbound's "addr@53" (as resolver.c) */
 		const char *ns = W.conf.ns[i];
@@ -472,14 +485,45 @@ static void hit(enum limit l)
 		W.limit = l;
 }
 
+/* A name no DNS query can be composed from (RFC 1035: an empty label
+ * but the root, a label longer than 63 octets, more than 253 octets)?
+ * libspf2 may expand macros into such names (RFC 7208 4.3, 5/10: such a
+ * target does not exist); libunbound would refuse them, which libspf2
+ * would take for a DNS failure (temperror). */
+static int bad_name(const char *domain)
+{
+	size_t n = strlen(domain), label = 0;
+	if (n > 0 && domain[n - 1] == '.')
+		n--;
+	if (n == 0 || n > SPF_DOMAIN_MAX)
+		return 1;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || domain[i] == '.') {
+			if (label == 0 || label > 63)
+				return 1;
+			label = 0;
+		} else {
+			label++;
+		}
+	}
+	return 0;
+}
+
+/* A TXT record's text that begins with the SPF version (RFC 7208 4.5,
+ * case-insensitive as libspf2 selects them). */
+static int is_spf(const char *t, size_t n)
+{
+	return n >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (n == 6 || t[6] == ' ');
+}
+
 /* Asks libunbound and converts the answer for libspf2. */
 static SPF_dns_rr_t *ask(SPF_dns_server_t *s, const char *domain, ns_type type, int count)
 {
 	int budget = 0;
 	SPF_dns_rr_t *rr;
 
-	if (strlen(domain) > SPF_DOMAIN_MAX)	/* libspf2 expands macros past it */
-		return SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
+	if (bad_name(domain))	/* not sent: no such name */
+		return SPF_dns_rr_new_nxdomain(s, domain);
 	if (++W.queries > MAX_QUERIES) {
 		if (count)
 			hit(LIMIT_QUERIES);
@@ -550,6 +594,10 @@ static SPF_dns_rr_t *ask(SPF_dns_server_t *s, const char *domain, ns_type type, 
 				j += l;
 			}
 			text[tl] = '\0';
+			/* an SPF record with a NUL is a syntax error (control
+			 * character), seen by layer_lookup() */
+			if (bad && j >= len && memchr(text, '\0', tl) && is_spf(text, tl))
+				W.nul_spf = 1;
 			if (bad || SPF_dns_rr_buf_realloc(rr, n, tl + 1))
 				continue;
 			memcpy(rr->rr[n]->txt, text, tl + 1);
@@ -604,6 +652,43 @@ static void count_void(const SPF_dns_rr_t *rr)
 		hit(LIMIT_VOIDS);
 }
 
+/* The SPF records of domain that libspf2 just fetched (the top record,
+ * an include: or a redirect= target), against RFC 7208's grammar.
+ * libspf2 compiles many records the RFC rejects (spf_syntax.h). A record
+ * libspf2 fetches here is one it is about to evaluate (it fetches a
+ * record only to evaluate it, at the top or when it reaches the
+ * include: or redirect= that names it), and RFC 7208 4.6 says a record
+ * that does not parse ends that evaluation with permerror right there,
+ * whatever the rest of the record or the records around it say. So, as
+ * for the lookup limits: the layer stops answering (no traffic after
+ * that point) and evaluate() replaces libspf2's result by permerror.
+ * A record that holds a NUL never reaches libspf2 (ask() drops it) and
+ * is a syntax error too (a control character). */
+static void check_records(const char *domain, const SPF_dns_rr_t *rr)
+{
+	char why[160];
+	int bad = 0;
+
+	if (W.nul_spf) {
+		snprintf(why, sizeof(why), "NUL character in the record");
+		bad = 1;
+	}
+	for (int i = 0; !bad && rr && rr->herrno == NETDB_SUCCESS && i < rr->num_rr; i++) {
+		const char *t = rr->rr[i]->txt;
+		size_t n = strlen(t);
+		if (is_spf(t, n) && spf_syntax_check(t, n, why, sizeof(why)) < 0)
+			bad = 1;
+	}
+	W.nul_spf = 0;
+	if (bad && W.limit == LIMIT_NONE) {
+		char d[SPF_DOMAIN_MAX + 1];
+		scopy(d, sizeof(d), domain);
+		snprintf(W.syntax, sizeof(W.syntax), "syntax error in the SPF record of %.100s: %.110s",
+			 d, why);
+		hit(LIMIT_SYNTAX);
+	}
+}
+
 static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_type type,
 				  int should_cache)
 {
@@ -621,6 +706,7 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_ty
 	switch (type) {
 	case ns_t_txt:
 		W.nnames = W.next_name = 0;
+		W.nul_spf = 0;
 		if (W.depth == 0 && !W.overflow) {
 			rr = ask(s, domain, type, 1);
 			frame_push(0, domain);
@@ -643,6 +729,7 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_ty
 			if (strncasecmp(t, "v=spf1", 6) == 0 && (t[6] == ' ' || t[6] == '\0'))
 				frame_record(f, t);
 		}
+		check_records(domain, rr);
 		return rr;
 	case ns_t_mx:
 		if (term() < 0)
@@ -666,6 +753,12 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_ty
 		rr = ask(s, domain, type, should_cache);
 		if (should_cache)
 			count_void(rr);
+		if (rr && rr->herrno == TRY_AGAIN && W.limit == LIMIT_NONE) {
+			/* RFC 7208 5.5: a DNS error in the PTR lookup: no match
+			 * (7.3: %{p} "unknown"), not a temperror; not void */
+			SPF_dns_rr_free(rr);
+			rr = SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
+		}
 		if (rr)
 			remember_targets(rr, 0, "ptr");
 		return rr;
@@ -673,6 +766,13 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_ty
 	case ns_t_aaaa:
 		if (is_target(domain)) {
 			rr = ask(s, domain, type, 1);
+			if (rr && rr->herrno == TRY_AGAIN && W.limit == LIMIT_NONE &&
+			    !W.names_owner_mx) {
+				/* RFC 7208 5.5: a DNS error on a PTR target's
+				 * addresses skips that name */
+				SPF_dns_rr_free(rr);
+				rr = SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
+			}
 			if (f && rr && W.names_owner_mx) {
 				scopy(f->owner, sizeof(f->owner), W.names_owner);
 				f->pending = rr->herrno == NETDB_SUCCESS ? rr->num_rr : 0;
@@ -717,6 +817,37 @@ static int macro_text(const char *in, char *out, size_t len)
 	return 0;
 }
 
+/* The first SPF_EXP_MAX octets of an explanation text, cut before a
+ * macro-expand the cut would split. libspf2's macro compiler refuses a
+ * long text (its literals are at most 255 octets), and moat keeps no
+ * more than SPF_EXP_MAX octets of the expansion anyway: a long
+ * explanation is cut, like any other, instead of being dropped. */
+static void exp_cut(const char *in, char *out, size_t len)
+{
+	size_t n = strnlen(in, SPF_EXP_MAX), keep = 0, i = 0;
+	while (i < n) {
+		if (in[i] != '%') {
+			keep = ++i;
+			continue;
+		}
+		size_t e = i + 1;
+		if (e < n && in[e] == '{') {
+			while (e < n && in[e] != '}')
+				e++;
+		}
+		if (e >= n)	/* cut inside this macro-expand */
+			break;
+		i = e + 1;
+		keep = i;
+	}
+	if (n < strlen(in))	/* cut: not inside a macro-expand */
+		n = keep;
+	if (n >= len)
+		n = len - 1;
+	memcpy(out, in, n);
+	out[n] = '\0';
+}
+
 /* The exp= text (RFC 7208 6.2): one TXT record, macro-expanded; on any
  * problem the server's (moat's) explanation. Not a counted lookup. */
 static SPF_errcode_t layer_get_exp(SPF_server_t *srv, const char *domain, char **bufp,
@@ -732,9 +863,11 @@ static SPF_errcode_t layer_get_exp(SPF_server_t *srv, const char *domain, char *
 	if (W.req && W.limit == LIMIT_NONE && name[0] && strlen(domain) <= SPF_DOMAIN_MAX)
 		rr = ask(W.layer, name, ns_t_txt, 0);
 	scratch = W.req ? SPF_response_new(W.req) : NULL;
-	char text[2 * TXT_MAX + 1];
+	char text[2 * SPF_EXP_MAX + 1], cut[SPF_EXP_MAX + 1];
+	if (rr && rr->herrno == NETDB_SUCCESS && rr->num_rr == 1)
+		exp_cut(rr->rr[0]->txt, cut, sizeof(cut));
 	if (scratch && rr && rr->herrno == NETDB_SUCCESS && rr->num_rr == 1 &&
-	    macro_text(rr->rr[0]->txt, text, sizeof(text)) == 0 &&
+	    macro_text(cut, text, sizeof(text)) == 0 &&
 	    SPF_record_compile_macro(srv, scratch, &macro, text) == SPF_E_SUCCESS && macro)
 		err = SPF_record_expand_data(srv, W.req, scratch,
 					     (SPF_data_t *)((char *)macro + sizeof(SPF_macro_t)),
@@ -796,6 +929,7 @@ static const char *limit_text(enum limit l)
 	case LIMIT_MX: return "more than 10 MX records (RFC 7208 4.6.4)";
 	case LIMIT_QUERIES: return "too many DNS lookups";
 	case LIMIT_BUDGET: return "time budget exhausted";
+	case LIMIT_SYNTAX: return W.syntax;
 	default: return "";
 	}
 }

@@ -75,7 +75,7 @@ import tempfile
 import threading
 import time
 
-from dnslib import DNSRecord, RR, QTYPE, RCODE, EDNS0
+from dnslib import DNSRecord, RR, QTYPE, RCODE, EDNS0, TXT
 
 UNBOUND = os.environ.get("UNBOUND") or "/usr/sbin/unbound"
 
@@ -192,9 +192,19 @@ def line_owner_type(line):
 
 
 def parse_records(records):
-    """records -> list of dnslib RR."""
+    """records -> list of dnslib RR.
+
+    TXT records given as tuples are built from their octets, not through
+    dnslib's zone lexer: that reads \\DDD as octal (RFC 1035 5.1 says
+    decimal, as txt_quote() writes it for unbound's zone files) and
+    UTF-8-encodes what it read, so a control or non-ASCII octet would be
+    served as other bytes."""
     out = []
     for rec in records:
+        if not isinstance(rec, str) and len(rec) in (3, 4) and str(rec[1]).upper() == "TXT":
+            ttl = int(rec[3]) if len(rec) == 4 else 300
+            out.append(RR(absname(rec[0]), QTYPE.TXT, ttl=ttl, rdata=TXT(txt_strings(rec[2]))))
+            continue
         line = record_line(rec)
         rrs = RR.fromZone(line)
         if not rrs:

@@ -17,6 +17,7 @@
 #include "spf.h"
 #include "spf_input.h"
 #include "spf_proto.h"
+#include "spf_syntax.h"
 #include "unit.h"
 
 static char dir[] = "/tmp/moat-spf-test.XXXXXX";
@@ -438,6 +439,74 @@ TEST(config_errors)
 	moat_config_errors_free(&e);
 }
 
+/* ---- RFC 7208 record syntax (filters/spf_syntax.c) ---- */
+
+static int syn(const char *rec)
+{
+	char why[160];
+	int rc = spf_syntax_check(rec, strlen(rec), why, sizeof(why));
+	if (rc == 0 && why[0])
+		return 99;	/* a reason without an error */
+	if (rc < 0 && !why[0])
+		return 98;	/* an error without a reason */
+	return rc;
+}
+
+TEST(record_syntax)
+{
+	static const char *const good[] = {
+		"v=spf1", "v=spf1 ", "V=SPF1 -ALL", "v=spf1 +all", "v=spf1  ip4:192.0.2.1  -all ",
+		"v=spf1 ip4:192.0.2.0/24 ip4:0.0.0.0/0 ip4:1.1.1.1/32 ?all",
+		"v=spf1 ip6:2001:db8::/32 ip6:::1 ip6:::ffff:1.2.3.4/128 ~all",
+		"v=spf1 a a/24 a//64 a/24//64 a:mail.example.org a:mail.example.org/24//64 -all",
+		"v=spf1 mx mx:example.org mx//0 mx:example.org. -all",
+		"v=spf1 ptr ptr:example.org include:_spf.example.net exists:%{ir}.%{l1r+-}._spf.%{d} -all",
+		"v=spf1 a:foo-bar.example.123-45 a:foo.example.com:8080.x",
+		"v=spf1 redirect=_spf.example.org", "v=spf1 -all exp=explain._spf.%{d}",
+		"v=spf1 a:%{H}.bar a:%{d}%% a:%{d}%_ a:%{d}%- exists:%{i}.%{v}.%{p}.%{s}.%{o}",
+		"v=spf1 moo.cow-far_out=man:dog/cat -all", "v=spf1 default=deny -all",
+		"v=spf1 foo=%{c}%{r}%{t} -all", "v=spf1 a:example.org/0",
+		"v=spf1 a:a.b.c.d.example.com", "v=spf1 exists:%{l}.%{d}.", NULL,
+	};
+	static const char *const bad[] = {
+		"", "v=spf", "v=spf10", "v=spf1\t-all", "v=spf1 -all\x01", "v=spf1 a:\xc3\xa9.example",
+		"v=spf1 redirect:t2.example.com", "v=spf1 a:foo.example.com/24/", "v=spf1 a:",
+		"v=spf1 a:1.2.3.4", "v=spf1 a:foo.example.123", "v=spf1 a:foo.example.-com",
+		"v=spf1 a:museum", "v=spf1 a:museum.", "v=spf1 a:foo.example.com-",
+		"v=spf1 mx:", "v=spf1 mx:abc.123", "v=spf1 ptr:", "v=spf1 exists:",
+		"v=spf1 exists:foo.example.com/24", "v=spf1 include:", "v=spf1 include:foo.com/24",
+		"v=spf1 ip4:1.2.3.4/032", "v=spf1 ip4:1.2.3.4/33", "v=spf1 ip4:1.2.3", "v=spf1 ip4:01.2.3.4",
+		"v=spf1 ip4:256.2.3.4", "v=spf1 ip4", "v=spf1 ip6:2001:db8::/129", "v=spf1 ip6:1.2.3.4",
+		"v=spf1 a//129", "v=spf1 a/33", "v=spf1 a/08",
+		"v=spf1 exp=", "v=spf1 redirect=", "v=spf1 exp=a.example exp=b.example",
+		"v=spf1 redirect=a.example redirect=b.example", "v=spf1 -redirect=a.example",
+		"v=spf1 foo=%", "v=spf1 foo=%z", "v=spf1 a:%{q}.example", "v=spf1 a:%{d.example",
+		"v=spf1 a:%{c}.example", "v=spf1 exists:%{r}.example", "v=spf1 a:foo%xbar.example",
+		"v=spf1 a:foo.%.example", "v=spf1 a:foo..example.com", "v=spf1 a:.example.com",
+		"v=spf1 -all.", "v=spf1 -all:foobar", "v=spf1 -all/8", "v=spf1 allx", "v=spf1 ptr/0",
+		"v=spf1 ?", "v=spf1 =foo", "v=spf1 1foo=bar", NULL,
+	};
+	char big[200];
+	for (int i = 0; good[i]; i++)
+		if (syn(good[i]) != 0) {
+			fprintf(stderr, "    rejected: \"%s\"\n", good[i]);
+			CHECK(0);
+		}
+	for (int i = 0; bad[i]; i++)
+		if (syn(bad[i]) != -1) {
+			fprintf(stderr, "    accepted: \"%s\"\n", bad[i]);
+			CHECK(0);
+		}
+	/* a 64-octet literal label; an embedded NUL */
+	snprintf(big, sizeof(big), "v=spf1 a:%064d.example.com", 0);
+	CHECK(syn(big) == -1);
+	snprintf(big, sizeof(big), "v=spf1 a:x%062d.example.com", 0);
+	CHECK(syn(big) == 0);
+	CHECK(spf_syntax_check("v=spf1 a:foo.example.com\0", 25, NULL, 0) == -1);
+	CHECK(spf_syntax_check("v=spf1 -all", 11, NULL, 0) == 0);
+	CHECK(spf_syntax_check(NULL, 0, NULL, 0) == -1);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir)) {
@@ -455,6 +524,7 @@ int main(void)
 	RUN(proto_rejects_malformed);
 	RUN(mapping);
 	RUN(received_spf_text);
+	RUN(record_syntax);
 	RUN(networks);
 	RUN(config_defaults);
 	RUN(config_errors);
