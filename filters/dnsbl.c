@@ -1230,6 +1230,11 @@ static enum moat_filter_status start(struct moat_filter_call *call, enum dnsbl_k
 		moat_call_error(call, "no resolver");
 		return MOAT_FILTER_ERROR;
 	}
+	if (moat_call_session_state(call) && !sess) {
+		/* a job not linked to its session could outlive it */
+		moat_call_error(call, "out of memory");
+		return MOAT_FILTER_ERROR;
+	}
 	struct dnsbl_job *job = calloc(1, sizeof(*job) + n * sizeof(job->v[0]));
 	if (!job) {
 		moat_call_error(call, "out of memory");

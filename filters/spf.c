@@ -490,21 +490,26 @@ static enum moat_filter_status spf_mail(struct moat_filter_call *call)
 	sc->call = call;
 	sc->pr = pr;
 	sc->pool = pool;
+	/* The session's state first: a check not linked to its session
+	 * could outlive it. */
+	void **slot = moat_call_session_state(call);
+	if (slot && !*slot)
+		*slot = calloc(1, sizeof(struct spf_session));
+	if (slot && !*slot) {
+		free(sc);
+		moat_call_error(call, "out of memory");
+		return MOAT_FILTER_ERROR;
+	}
 	sc->job = spf_pool_submit(pool, &pr.check, on_result, sc);
 	if (!sc->job) {
 		free(sc);
 		moat_call_error(call, "out of memory");
 		return MOAT_FILTER_ERROR;
 	}
-	void **slot = moat_call_session_state(call);
 	if (slot) {
-		if (!*slot)
-			*slot = calloc(1, sizeof(struct spf_session));
-		if (*slot) {
-			sc->sess = *slot;
-			sc->next = sc->sess->calls;
-			sc->sess->calls = sc;
-		}
+		sc->sess = *slot;
+		sc->next = sc->sess->calls;
+		sc->sess->calls = sc;
 	}
 	return MOAT_FILTER_WAIT;
 }

@@ -861,8 +861,10 @@ static sfsistat cb_close(SMFICTX *ctx)
 	if (!s)
 		return SMFIS_CONTINUE;
 	smfi_setpriv(ctx, NULL);
-	if (milter_loop_post(&s->close_job) < 0)
+	if (milter_loop_post(&s->close_job) < 0 && idle(s))
 		close_run(&s->close_job);	/* no loop any more: free it here */
+	/* else a stage still runs on a stopped loop: the process is ending;
+	 * leaving the connection is safer than freeing it under that stage */
 	return SMFIS_CONTINUE;
 }
 
