@@ -81,10 +81,11 @@ static void print_stage(const char *name, const char *what, const struct moat_st
 {
 	printf("stage %-8s%s%s: ", name, what ? " " : "", what ? what : "");
 	if (refused(r)) {
-		int reject = r->decision.action == MOAT_ACTION_REJECT;
-		printf("%s %s (filter %s)", reject ? "reject" : "tempfail",
-		       r->decision.text[0] ? r->decision.text
-		       : reject ? "5.7.1 Rejected by policy" : "4.7.1 Try again later",
+		int code;
+		const char *text;
+		moat_decision_reply(&r->decision, 0, &code, &text);
+		printf("%s %s (filter %s)",
+		       r->decision.action == MOAT_ACTION_REJECT ? "reject" : "tempfail", text,
 		       r->decision.filter ? r->decision.filter : "-");
 	} else {
 		printf("continue");

@@ -173,6 +173,14 @@ void moat_verdict_drop_stage(struct moat_verdict *v, int stage)
 	moat_verdict_total(v);
 }
 
+void moat_decision_reply(const struct moat_decision *d, int at_greeting, int *code,
+			 const char **text)
+{
+	int reject = d->action == MOAT_ACTION_REJECT;
+	*code = d->code ? d->code : at_greeting ? (reject ? 554 : 421) : (reject ? 550 : 451);
+	*text = d->text[0] ? d->text : reject ? "5.7.1 Rejected by policy" : "4.7.1 Try again later";
+}
+
 void moat_verdict_total(struct moat_verdict *v)
 {
 	v->score = v->score_all = 0;

@@ -92,6 +92,13 @@ int moat_verdict_edit(struct moat_verdict *v, const char *filter, enum moat_head
 int moat_verdict_auth(struct moat_verdict *v, const char *filter, const char *method,
 		      const char *result, const char *props, const char *comment);
 
+/* The reply for a REJECT or TEMPFAIL decision: the deciding filter's
+ * code and text, else the defaults: 554 / 421 at the greeting (the
+ * connection closes), 550 / 451 later; "5.7.1 Rejected by policy" /
+ * "4.7.1 Try again later". *text is borrowed from d or static. */
+void moat_decision_reply(const struct moat_decision *d, int at_greeting, int *code,
+			 const char **text);
+
 /* Recomputes score and score_all. */
 void moat_verdict_total(struct moat_verdict *v);
 

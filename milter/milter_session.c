@@ -313,12 +313,9 @@ static int refused(const struct moat_stage_result *r)
 static sfsistat decision_reply(SMFICTX *ctx, struct msess *s, enum moat_stage stage,
 			       const struct moat_decision *d)
 {
-	int reject = d->action == MOAT_ACTION_REJECT;
-	int code = d->code ? d->code
-		   : stage == MOAT_STAGE_CONNECT ? (reject ? 554 : 421)
-		   : (reject ? 550 : 451);
-	const char *text = d->text[0] ? d->text
-			   : reject ? "5.7.1 Rejected by policy" : "4.7.1 Try again later";
+	int reject = d->action == MOAT_ACTION_REJECT, code;
+	const char *text;
+	moat_decision_reply(d, stage == MOAT_STAGE_CONNECT, &code, &text);
 	moat_log(LOG_INFO, "session=%s client=%s: %s by filter %s at stage %s: %d %s", s->id,
 		 s->client_addr, reject ? "rejected" : "tempfailed", d->filter ? d->filter : "-",
 		 moat_stage_name((enum moat_stage)d->stage), code, text);
@@ -819,10 +816,9 @@ static sfsistat cb_eom(SMFICTX *ctx)
 	const struct moat_decision *d = &s->msg_v.decision;
 	sfsistat st = SMFIS_CONTINUE;
 	if (d->action == MOAT_ACTION_REJECT || d->action == MOAT_ACTION_TEMPFAIL) {
-		int reject = d->action == MOAT_ACTION_REJECT;
-		int code = d->code ? d->code : reject ? 550 : 451;
-		const char *text = d->text[0] ? d->text : reject ? "5.7.1 Rejected by policy"
-							     : "4.7.1 Try again later";
+		int code;
+		const char *text;
+		moat_decision_reply(d, 0, &code, &text);
 		return end_message(ctx, s, code, text);
 	}
 	if (d->action == MOAT_ACTION_DISCARD) {

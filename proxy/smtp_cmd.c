@@ -35,6 +35,7 @@
  *	mutable state; errors are returned, never printed.
  */
 #include "smtp_cmd.h"
+#include "ascii.h"
 #include "utf8.h"
 
 #include <stdlib.h>
@@ -61,11 +62,6 @@ static const char *const verb_names[SMTP_VERB__COUNT] = {
 	[SMTP_VERB_XFORWARD] = "XFORWARD",
 };
 
-static unsigned char ascii_upper(unsigned char c)
-{
-	return c >= 'a' && c <= 'z' ? (unsigned char)(c - 'a' + 'A') : c;
-}
-
 static int ascii_alnum(unsigned char c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
@@ -75,18 +71,6 @@ static int ascii_alnum(unsigned char c)
 static int is_ctl(unsigned char c)
 {
 	return c < 0x20 || c == 0x7f;
-}
-
-/* Case-insensitive: does s (len bytes) equal the upper-case word? */
-static int word_eq(const char *s, size_t len, const char *word)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if (word[i] == '\0'
-		    || ascii_upper((unsigned char)s[i]) != (unsigned char)word[i])
-			return 0;
-	return word[i] == '\0';
 }
 
 const char *smtp_verb_name(enum smtp_verb verb)

@@ -28,6 +28,7 @@
  *	smtp_reply_clear(). No global mutable state; errors are returned.
  */
 #include "smtp_reply.h"
+#include "ascii.h"
 #include "utf8.h"
 
 #include <limits.h>
@@ -38,11 +39,6 @@
 static int is_digit(unsigned char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-static unsigned char ascii_upper(unsigned char c)
-{
-	return c >= 'a' && c <= 'z' ? (unsigned char)(c - 'a' + 'A') : c;
 }
 
 void smtp_reply_parser_init(struct smtp_reply_parser *p)
@@ -242,18 +238,6 @@ static const struct xclient_def {
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
-/* Case-insensitive: does s (len bytes) equal the upper-case word? */
-static int word_eq(const char *s, size_t len, const char *word)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if (word[i] == '\0'
-		    || ascii_upper((unsigned char)s[i]) != (unsigned char)word[i])
-			return 0;
-	return word[i] == '\0';
-}
 
 static unsigned long parse_size(const char *s, size_t n)
 {

@@ -426,12 +426,9 @@ static void run_stage(struct session *s, enum moat_stage stage, stage_cont_fn co
 /* The reply for a filter's reject or tempfail at a stage. */
 static void decision_reply(struct session *s, const struct moat_decision *d)
 {
-	int reject = d->action == MOAT_ACTION_REJECT;
-	int code = d->code ? d->code
-		   : s->pstage == MOAT_STAGE_CONNECT ? (reject ? 554 : 421)
-		   : (reject ? 550 : 451);
-	const char *text = d->text[0] ? d->text
-			   : reject ? "5.7.1 Rejected by policy" : "4.7.1 Try again later";
+	int reject = d->action == MOAT_ACTION_REJECT, code;
+	const char *text;
+	moat_decision_reply(d, s->pstage == MOAT_STAGE_CONNECT, &code, &text);
 	moat_log(LOG_INFO, "session=%s client=%s: %s by filter %s at stage %s: %d %s", s->id,
 		 s->client_addr, reject ? "rejected" : "tempfailed", d->filter ? d->filter : "-",
 		 moat_stage_name((enum moat_stage)d->stage), code, text);
@@ -957,12 +954,12 @@ static void eom_continue(struct session *s, const struct moat_stage_result *r)
 	moat_pipeline_score(s->conf, &s->message, &s->msg_v);
 	const struct moat_decision *d = &s->msg_v.decision;
 	if (d->action == MOAT_ACTION_REJECT || d->action == MOAT_ACTION_TEMPFAIL) {
-		int reject = d->action == MOAT_ACTION_REJECT;
+		int code;
+		const char *text;
 		evtimer_del(s->final_ev);
 		s->pstage = MOAT_STAGE_EOM;
-		end_message(s, d->code ? d->code : reject ? 550 : 451, "%s",
-			    d->text[0] ? d->text : reject ? "5.7.1 Rejected by policy"
-							   : "4.7.1 Try again later");
+		moat_decision_reply(d, 0, &code, &text);
+		end_message(s, code, "%s", text);
 		command_done(s);
 		return;
 	}
