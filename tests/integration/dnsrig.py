@@ -347,6 +347,7 @@ class TestZones:
         self.records = list(records)
         self.zones = [absname(z) for z in zones] if zones else None
         self.port = port or free_dns_port()
+        self.port_chosen = port is None
         self.outside = outside
         self.extra_config = list(extra_config)
         self.keep = bool(os.environ.get("MOAT_TEST_KEEP")) if keep is None else keep
@@ -463,6 +464,20 @@ class TestZones:
 
     # -- lifecycle
     def start(self, timeout=10.0):
+        """Starts unbound. A port taken in the meantime (a resolver's random
+        UDP source port can be any port) is waited for on a reload, or
+        replaced by a fresh one when this rig chose it."""
+        for attempt in range(25):
+            try:
+                return self._start_once(timeout)
+            except DNSRigError as e:
+                if "Address already in use" not in str(e) or attempt == 24:
+                    raise
+                if self.port_chosen and self.serial == 0:
+                    self.port = free_dns_port()
+                time.sleep(0.2)
+
+    def _start_once(self, timeout):
         if self.dir is None:
             self.dir = tempfile.mkdtemp(prefix="moattest.dns.")
         self.conf = os.path.join(self.dir, "unbound.conf")
@@ -479,7 +494,8 @@ class TestZones:
                                      stdin=subprocess.DEVNULL, stdout=self.log_fh,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      close_fds=True)
-        _live.append(self)
+        if self not in _live:
+            _live.append(self)
         probe = self.zone_list()[0] if self.zone_list() else "."
         end = time.time() + timeout
         last = None
