@@ -11,28 +11,30 @@
 PREFIX    ?= /usr/local
 SYSCONFDIR ?= /etc
 CC        ?= cc
-PKGS      := libevent libevent_pthreads libconfuse libunbound libidn2 hiredis
+PKGS      := libevent libevent_pthreads libevent_openssl libconfuse libunbound libidn2 hiredis libssl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2 -Wno-format-nonliteral
 BASECFLAGS := -std=c11 -D_GNU_SOURCE -DMOAT_VERSION='"$(VERSION)"' \
-	-DMOAT_SYSCONFDIR='"$(SYSCONFDIR)"' -Iutil -Iproxy -Imilter -Ifilters -Icli $(PKG_CFLAGS)
+	-DMOAT_SYSCONFDIR='"$(SYSCONFDIR)"' -Iutil -Iproxy -Imilter -Ifilters -Ikeys -Icli $(PKG_CFLAGS)
 CFLAGS    ?= -O2 -g
 SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # libspf2 and libmilter ship no pkg-config file (Debian 12): linked by name.
 LDLIBS    := $(PKG_LIBS) -lspf2 -lmilter -lpthread
 
 # Debian packages. Runtime and build: what `make demo` needs.
-DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunbound-dev libhiredis-dev libspf2-dev libidn2-dev libmilter-dev postfix swaks
+DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunbound-dev libhiredis-dev libspf2-dev libidn2-dev libmilter-dev libssl-dev openssl postfix swaks
 # The test suite adds clang's libFuzzer, Python for the test servers,
 # groff/man-db to lint the man pages, util-linux (unshare, script),
-# procps, and miltertest (OpenDKIM's milter test driver).
-CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest
+# procps, miltertest (OpenDKIM's milter test driver), and the independent
+# DKIM implementations the interop tests check against: dkimpy (python3-dkim,
+# python3-nacl for ed25519), Mail::DKIM, OpenDKIM's tools.
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) \
-	     $(wildcard milter/*.c) $(wildcard filters/*.c)
+	     $(wildcard milter/*.c) $(wildcard filters/*.c) $(wildcard keys/*.c)
 B         := build
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/%.o)
 SAN_OBJS  := $(LIB_SRCS:%.c=$(B)/san/%.o)

@@ -66,10 +66,13 @@ struct moat_msgctx {
 	int client_port;
 	const char *client_name;	/* "[UNAVAILABLE]" until resolved */
 	const char *helo;		/* NULL before HELO/EHLO */
-	/* TLS and authentication (empty until moat does STARTTLS/AUTH) */
+	/* TLS and authentication of the client */
 	const char *tls_version;	/* NULL: no TLS */
 	const char *tls_cipher;
-	const char *auth_user;		/* NULL: not authenticated */
+	int tls_bits;			/* the cipher's strength; 0 unknown */
+	const char *tls_peer_subject;	/* client certificate (not verified); NULL: none */
+	const char *auth_user;		/* NULL: not authenticated; "": authenticated,
+					 * the mechanism does not tell the name */
 	/* envelope */
 	const char *mail_from;		/* NULL before MAIL; "" for <> */
 	const char *rcpt;		/* RCPT stage: the recipient being decided */
@@ -134,6 +137,29 @@ struct moat_filter {
 	 * of the filter's section, so `moat config` and `moat options` show
 	 * it. */
 	long default_timeout;
+	/* The message as it streams in, before the EOM stage, for work that
+	 * should not take a second pass over the body (DKIM's body hash):
+	 * called with buf NULL when a message starts, then with every piece
+	 * of the message as the client sent it (CRLF line ends, not
+	 * dot-stuffed, headers first: exactly what the spool holds after
+	 * what moat itself prepends), in pieces of any size. state: this
+	 * filter's session slot. Synchronous and cheap: it may run on a
+	 * front end thread other than the loop (the milter's), never while
+	 * a stage of the same session runs. Failures are kept in state and
+	 * reported at EOM. May be NULL. */
+	void (*data)(const void *conf, const struct moat_msgctx *ctx, void **state,
+		     const char *buf, size_t len);
+	/* After scoring, for a message that will be passed on (accept or
+	 * add_header): head is the header block exactly as it will leave,
+	 * every other edit applied (with its blank line). The filter may add
+	 * fields with moat_verdict_edit(v, its name, MOAT_HEADER_ADD, ...):
+	 * DKIM signatures, which must cover what leaves. Runs on the loop,
+	 * synchronously. Returns 0, or -1 with err filled (the front end
+	 * applies the filter's on_error: tempfail, reject, or pass the
+	 * message on without the fields). May be NULL. */
+	int (*seal)(const void *conf, const struct moat_msgctx *ctx, void **state,
+		    const char *head, size_t hlen, struct moat_verdict *v, char *err,
+		    size_t errlen);
 };
 
 /* Registers a filter and its config section; at start, before the

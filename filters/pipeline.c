@@ -384,3 +384,61 @@ void moat_pipeline_cancel(struct moat_pipeline_run *run)
 		event_free(run->timer);
 	free(run);
 }
+
+void moat_pipeline_data(const struct moat_config *c, const struct moat_msgctx *ctx,
+			const char *buf, size_t len)
+{
+	if (!c || !ctx->filter_state)
+		return;
+	for (size_t i = 0; i < c->filters.n; i++) {
+		const struct moat_filter *f = moat_filter_find(c->filters.v[i]);
+		const void *conf = moat_config_section(c, c->filters.v[i]);
+		size_t slot = f ? moat_filter_index(f) : MOAT_MAX_FILTERS;
+		if (f && f->data && conf && slot < MOAT_MAX_FILTERS)
+			f->data(conf, ctx, &ctx->filter_state[slot], buf, len);
+	}
+}
+
+/* Sealing is not skipped for an exempt message: an allow entry for an
+ * internal network is what outbound mail to be signed usually has. */
+enum moat_action moat_pipeline_seal(const struct moat_config *c, const struct moat_msgctx *ctx,
+				    const struct moat_message *m, struct moat_verdict *v,
+				    char *err, size_t errlen)
+{
+	enum moat_action worst = MOAT_ACTION_NONE;
+	char *head = NULL;
+	size_t hlen = 0;
+	size_t used = 0;
+
+	err[0] = '\0';
+	for (size_t i = 0; c && i < c->filters.n; i++) {
+		const struct moat_filter *f = moat_filter_find(c->filters.v[i]);
+		const struct moat_filter_common *conf = moat_config_section(c, c->filters.v[i]);
+		size_t slot = f ? moat_filter_index(f) : MOAT_MAX_FILTERS;
+		if (!f || !f->seal || !conf || !ctx->filter_state || slot >= MOAT_MAX_FILTERS)
+			continue;
+		char why[256] = "";
+		int rc;
+		/* each seal sees the fields the ones before it added */
+		free(head);
+		head = NULL;
+		if (moat_message_edited_header(m, v, &head, &hlen) < 0) {
+			snprintf(why, sizeof(why), "out of memory");
+			rc = -1;
+		} else {
+			rc = f->seal(conf, ctx, &ctx->filter_state[slot], head, hlen, v, why,
+				     sizeof(why));
+		}
+		if (rc == 0)
+			continue;
+		stats.errors++;
+		int n = snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", f->name,
+				 why[0] ? why : "failed");
+		if (n > 0)
+			used = (size_t)n < errlen - used ? used + (size_t)n : errlen - 1;
+		if (!conf->dry_run && rank(conf->on_error_action) > rank(worst))
+			worst = conf->on_error_action;
+	}
+	free(head);
+	return worst;
+}

@@ -47,6 +47,23 @@ void moat_pipeline_cancel(struct moat_pipeline_run *run);
 void moat_pipeline_score(const struct moat_config *c, const struct moat_message *m,
 			 struct moat_verdict *v);
 
+/* Front ends: passes a piece of the message being received to every
+ * enabled filter with a data hook (buf NULL: a message starts). ctx
+ * must carry the session's filter_state. */
+void moat_pipeline_data(const struct moat_config *c, const struct moat_msgctx *ctx,
+			const char *buf, size_t len);
+
+/* After moat_pipeline_score(), for a message that will be passed on:
+ * runs the enabled filters' seal hooks in order over the header block as
+ * it will leave (m with v's edits), each adding its fields to v. Returns
+ * MOAT_ACTION_NONE, or the on_error action (TEMPFAIL, REJECT) of a
+ * filter that failed; every failure is described in err (the front end
+ * logs it; with NONE the message goes on without that filter's fields).
+ */
+enum moat_action moat_pipeline_seal(const struct moat_config *c, const struct moat_msgctx *ctx,
+				    const struct moat_message *m, struct moat_verdict *v,
+				    char *err, size_t errlen);
+
 /* Registers the `scoring` section (filters/scoring.c). */
 void moat_scoring_register(void);
 

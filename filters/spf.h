@@ -18,17 +18,13 @@
 #include <stddef.h>
 
 #include "filter.h"
+#include "net.h"
 #include "spf_proto.h"
 
 extern const struct moat_filter moat_filter_spf;
 
 #define SPF_MAX_NETS 256	/* skip_networks entries */
 
-struct spf_net {
-	int family;		/* 4 or 6 */
-	unsigned prefix;
-	unsigned char addr[16];
-};
 
 /* The `spf` section. */
 struct spf_conf {
@@ -43,15 +39,9 @@ struct spf_conf {
 	/* derived */
 	int temperror_tempfail;
 	size_t nnets;
-	struct spf_net nets[SPF_MAX_NETS];
+	struct moat_net nets[SPF_MAX_NETS];
 };
 
-/* Parses "192.0.2.0/24", "2001:db8::/32", "192.0.2.1" (host bits must
- * be clear). 0, or -1 with err. */
-int spf_net_parse(const char *s, struct spf_net *out, char *err, size_t errlen);
-/* 1 if addr ("192.0.2.1", "::ffff:192.0.2.1", "2001:db8::1") is in one
- * of nets. */
-int spf_net_match(const struct spf_net *nets, size_t n, const char *addr);
 
 /* One check as prepared from a session: what goes to a worker, and the
  * results known before (identities libspf2 must not see). */

@@ -70,6 +70,9 @@ struct msess {
 	int last_cr;			/* the last octet spooled was CR */
 	struct timespec tx_start;
 	struct moat_message message;
+	/* sealing (DKIM signatures) after scoring, on the loop */
+	enum moat_action seal_action;
+	char seal_why[512];
 	/* verdicts, as in the proxy */
 	struct moat_verdict sess_v, msg_v;
 	struct {
@@ -227,8 +230,16 @@ static void stage_done(void *arg, const struct moat_stage_result *r)
 	struct msess *s = arg;
 	s->prun = NULL;
 	s->stage_ms[s->stage] += r->ms;
-	if (s->stage == MOAT_STAGE_EOM)
+	if (s->stage == MOAT_STAGE_EOM) {
 		moat_pipeline_score(s->conf, &s->message, &s->msg_v);
+		s->seal_action = MOAT_ACTION_NONE;
+		s->seal_why[0] = '\0';
+		enum moat_action a = s->msg_v.decision.action;
+		if (a == MOAT_ACTION_ACCEPT || a == MOAT_ACTION_ADD_HEADER)
+			s->seal_action = moat_pipeline_seal(s->conf, &s->ctx, &s->message,
+							    &s->msg_v, s->seal_why,
+							    sizeof(s->seal_why));
+	}
 	pthread_mutex_lock(&s->mu);
 	s->res = *r;
 	s->done = 1;
@@ -404,6 +415,8 @@ static void spool_put(struct msess *s, const char *buf, size_t len)
 			s->oom = 1;
 			return;
 		}
+		update_ctx(s);
+		moat_pipeline_data(s->conf, &s->ctx, NULL, 0);	/* a message starts */
 	}
 	size_t start = 0;
 	for (size_t i = 0; i <= len; i++) {
@@ -420,6 +433,10 @@ static void spool_put(struct msess *s, const char *buf, size_t len)
 			s->spool_errno = errno ? errno : EIO;
 			return;
 		}
+		if (n)
+			moat_pipeline_data(s->conf, &s->ctx, buf + start, n);
+		if (lf)
+			moat_pipeline_data(s->conf, &s->ctx, "\r", 1);
 		start = i;	/* the LF itself goes with the next piece */
 	}
 	if (len)
@@ -790,6 +807,8 @@ static sfsistat cb_eom(SMFICTX *ctx)
 					 (size_t)s->conf->message_memory_limit);
 		if (!s->spool)
 			s->oom = 1;
+		else
+			moat_pipeline_data(s->conf, &s->ctx, NULL, 0);
 	}
 	if (s->oom) {
 		sfsistat st = failed(ctx, s, "out of memory");
@@ -828,6 +847,13 @@ static sfsistat cb_eom(SMFICTX *ctx)
 		tx_reset(s);
 		return SMFIS_DISCARD;
 	}
+	if (s->seal_why[0])
+		moat_log(LOG_WARNING, "session=%s: %s%s", s->id, s->seal_why,
+			 s->seal_action == MOAT_ACTION_NONE ? " (the message goes on without it)" : "");
+	if (s->seal_action == MOAT_ACTION_REJECT)
+		return end_message(ctx, s, 550, "5.7.1 Message could not be processed");
+	if (s->seal_action == MOAT_ACTION_TEMPFAIL)
+		return end_message(ctx, s, 451, "4.7.1 Message could not be processed, try again later");
 	if (apply_edits(ctx, s) < 0)
 		moat_log(LOG_WARNING, "session=%s: the MTA refused a header edit", s->id);
 	if (d->action == MOAT_ACTION_ADD_HEADER && s->conf && moat_config_milter(s->conf)->quarantine_add_header) {

@@ -809,6 +809,8 @@ static void cmd_data(struct session *s, const struct smtp_cmd *c)
 		if (n > 0 && msg_spool_write(s->spool, hdr, (size_t)n) < 0)
 			s->spool_errno = errno ? errno : EIO;
 	}
+	update_ctx(s);
+	moat_pipeline_data(s->conf, &s->ctx, NULL, 0);	/* a message starts */
 	smtp_data_decoder_init(&s->dec, (size_t)s->conf->max_text_line);
 	reply(s, 354, "End data with <CR><LF>.<CR><LF>");
 	s->state = S_DATA;
@@ -918,6 +920,8 @@ static int spool_out(void *arg, const char *buf, size_t len)
 	}
 	if (msg_spool_write(s->spool, buf, len) < 0)
 		s->spool_errno = errno ? errno : EIO;
+	else
+		moat_pipeline_data(s->conf, &s->ctx, buf, len);
 	return 0;
 }
 
@@ -970,6 +974,21 @@ static void eom_continue(struct session *s, const struct moat_stage_result *r)
 			 s->msg_v.score);
 		s->srv->n_discarded++;
 		end_message(s, 250, "2.0.0 Ok");
+		command_done(s);
+		return;
+	}
+	char why[512];
+	enum moat_action sa = moat_pipeline_seal(s->conf, &s->ctx, &s->message, &s->msg_v, why,
+						 sizeof(why));
+	if (why[0])
+		moat_log(LOG_WARNING, "session=%s: %s%s", s->id, why,
+			 sa == MOAT_ACTION_NONE ? " (the message goes on without it)" : "");
+	if (sa == MOAT_ACTION_REJECT || sa == MOAT_ACTION_TEMPFAIL) {
+		evtimer_del(s->final_ev);
+		if (sa == MOAT_ACTION_REJECT)
+			end_message(s, 550, "5.7.1 Message could not be processed");
+		else
+			end_message(s, 451, "4.7.1 Message could not be processed, try again later");
 		command_done(s);
 		return;
 	}

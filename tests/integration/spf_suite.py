@@ -397,6 +397,11 @@ def pyspf_check(ip, sender, helo, port, querytime=10):
     DNS.defaults["server"] = ["127.0.0.1"]
     DNS.defaults["port"] = port
     DNS.defaults["server_rotate"] = 0
+    # pyspf prefers dnspython when it is installed (python3-dkim brings
+    # it), and dnspython asks the system's resolver: use pydns, the one
+    # pointed at the test server.
+    spf.DNS = DNS
+    spf.DNSLookup = spf.DNSLookup_pydns
     return spf.check2(i=ip, s=sender, h=helo, querytime=querytime)
 
 

@@ -352,19 +352,19 @@ TEST(received_spf_text)
 
 TEST(networks)
 {
-	struct spf_net n[3];
+	struct moat_net n[3];
 	char err[200];
-	CHECK(spf_net_parse("10.0.0.0/8", &n[0], err, sizeof(err)) == 0);
-	CHECK(spf_net_parse("2001:db8::/32", &n[1], err, sizeof(err)) == 0);
-	CHECK(spf_net_parse("192.0.2.7", &n[2], err, sizeof(err)) == 0);
-	CHECK(spf_net_match(n, 3, "10.1.2.3") && spf_net_match(n, 3, "::ffff:10.9.9.9"));
-	CHECK(spf_net_match(n, 3, "2001:db8:1::5") && spf_net_match(n, 3, "192.0.2.7"));
-	CHECK(!spf_net_match(n, 3, "192.0.2.8") && !spf_net_match(n, 3, "11.0.0.1"));
-	CHECK(!spf_net_match(n, 0, "10.1.2.3") && !spf_net_match(n, 3, "bogus"));
-	CHECK(spf_net_parse("10.0.0.1/8", &n[0], err, sizeof(err)) == -1 && strstr(err, "10.0.0.0/8"));
-	CHECK(spf_net_parse("10.0.0.0/33", &n[0], err, sizeof(err)) == -1);
-	CHECK(spf_net_parse("10.0.0.0/", &n[0], err, sizeof(err)) == -1);
-	CHECK(spf_net_parse("example.org", &n[0], err, sizeof(err)) == -1);
+	CHECK(moat_net_parse("10.0.0.0/8", &n[0], err, sizeof(err)) == 0);
+	CHECK(moat_net_parse("2001:db8::/32", &n[1], err, sizeof(err)) == 0);
+	CHECK(moat_net_parse("192.0.2.7", &n[2], err, sizeof(err)) == 0);
+	CHECK(moat_net_match(n, 3, "10.1.2.3") && moat_net_match(n, 3, "::ffff:10.9.9.9"));
+	CHECK(moat_net_match(n, 3, "2001:db8:1::5") && moat_net_match(n, 3, "192.0.2.7"));
+	CHECK(!moat_net_match(n, 3, "192.0.2.8") && !moat_net_match(n, 3, "11.0.0.1"));
+	CHECK(!moat_net_match(n, 0, "10.1.2.3") && !moat_net_match(n, 3, "bogus"));
+	CHECK(moat_net_parse("10.0.0.1/8", &n[0], err, sizeof(err)) == -1 && strstr(err, "10.0.0.0/8"));
+	CHECK(moat_net_parse("10.0.0.0/33", &n[0], err, sizeof(err)) == -1);
+	CHECK(moat_net_parse("10.0.0.0/", &n[0], err, sizeof(err)) == -1);
+	CHECK(moat_net_parse("example.org", &n[0], err, sizeof(err)) == -1);
 }
 
 /* ---- configuration ---- */
