@@ -158,6 +158,21 @@ static int read_message(const char *path, struct msg_spool *spool)
 	return rc;
 }
 
+/* Passes the message to the filters' data hooks, as a front end does
+ * while it is received. 0, or -1 with errno set. */
+static int stream_message(struct run *run)
+{
+	char buf[16384];
+	size_t off = 0;
+	ssize_t n;
+	moat_pipeline_data(run->c, &run->ctx, NULL, 0);
+	while ((n = msg_spool_read(run->spool, off, buf, sizeof(buf))) > 0) {
+		moat_pipeline_data(run->c, &run->ctx, buf, (size_t)n);
+		off += (size_t)n;
+	}
+	return n < 0 ? -1 : 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: moat [-c file] [-o name=value]... check --ip ADDR --helo NAME "
@@ -270,9 +285,24 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 		goto refused;
 	}
 	run.ctx.message = &run.message;
+	if (stream_message(&run) < 0) {
+		fprintf(stderr, "moat check: cannot read the message back: %s\n", strerror(errno));
+		status = 65;
+		goto out;
+	}
 	r = stage(&run, MOAT_STAGE_EOM, &run.msg);
 	print_stage("eom", NULL, r);
 	moat_pipeline_score(c, &run.message, &run.msg);
+	if (run.msg.decision.action == MOAT_ACTION_ACCEPT ||
+	    run.msg.decision.action == MOAT_ACTION_ADD_HEADER) {
+		char why[512];
+		enum moat_action sa = moat_pipeline_seal(c, &run.ctx, &run.message, &run.msg, why,
+							 sizeof(why));
+		if (why[0])
+			printf("seal: %s\n", why);
+		if (sa != MOAT_ACTION_NONE)
+			run.msg.decision.action = sa;
+	}
 	print_verdict(&run.msg);
 	if (run.msg.decision.action == MOAT_ACTION_ACCEPT ||
 	    run.msg.decision.action == MOAT_ACTION_ADD_HEADER) {

@@ -14,6 +14,10 @@
  *	dns NAME [TYPE]	one lookup through moat's resolver (dns.c)
  *	dnsbl ADDR|NAME	look it up in the configured DNS lists (dnsbl.c)
  *	spf IP SENDER [HELO]  one SPF check, as the spf filter does it (spf.c)
+ *	keygen ...	make a DKIM key pair and its DNS record (keygen.c)
+ *	keycheck ...	compare a published DKIM key with a key file (keycheck.c)
+ *	sign ...	DKIM-sign a message file as the daemon would (sign.c)
+ *	verify [FILE]	check a message's DKIM signatures (verify.c)
  *	version		print the version
  *
  * A command that needs the configuration gets it loaded (exit 78 with
@@ -29,8 +33,12 @@
 #include "dns.h"
 #include "dnsbl.h"
 #include "filter.h"
+#include "keycheck.h"
+#include "keygen.h"
+#include "sign.h"
 #include "spf.h"
 #include "spf_worker.h"
+#include "verify.h"
 
 #define MAX_OVERRIDES 256
 #define EX_CONFIG 78
@@ -89,6 +97,18 @@ static const struct {
 	 "spf IP SENDER [HELO]  one SPF check (SENDER \"\": the null sender); first line\n"
 	 "              spf=RESULT; exit 0 pass, 1 fail, 2 softfail, 3 neutral, 4 none,\n"
 	 "              5 temperror, 6 permerror"},
+	{"keygen", 0, moat_cli_keygen,
+	 "keygen -d DOMAIN -s SELECTOR [-k rsa|ed25519] [-b BITS] [-t] [-r] [-D DIR]\n"
+	 "              write DIR/SELECTOR.private and DIR/SELECTOR.txt (its DNS record)"},
+	{"keycheck", 1, moat_cli_keycheck,
+	 "keycheck -d DOMAIN -s SELECTOR [-k KEYFILE]  compare the published key with\n"
+	 "              the key file; exit 0 match, 1 mismatch or missing, 2 DNS failure"},
+	{"sign", 0, moat_cli_sign,
+	 "sign -d DOMAIN -s SELECTOR -k KEYFILE [-c CANON] [FILE]  print the message\n"
+	 "              DKIM-signed as moatd would sign it"},
+	{"verify", 1, moat_cli_verify,
+	 "verify [FILE]  check the message's DKIM signatures, one dkim=RESULT line each;\n"
+	 "              exit 0 all pass, 1 fail or permerror, 2 temperror, 3 none"},
 	{"version", 0, cmd_version, "version       print the version"},
 };
 

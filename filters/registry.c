@@ -5,6 +5,7 @@
  * Owns nothing; the list is the one place a new filter is added.
  */
 #include "access.h"
+#include "dkim.h"
 #include "dnsbl.h"
 #include "filter.h"
 #include "pipeline.h"
@@ -16,6 +17,7 @@ void moat_filters_register_builtin(void)
 	moat_filter_register(&moat_filter_access);
 	dnsbl_register();
 	moat_filter_register(&moat_filter_spf);
+	dkim_register();
 	moat_scoring_register();
 	moat_resolver_register();
 }
