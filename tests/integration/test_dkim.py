@@ -20,7 +20,6 @@ Uses /usr/bin/python3 with python3-dkim (dkimpy), python3-nacl, openssl,
 unbound (dnsrig), and build/san/moatd.
 """
 
-import base64
 import os
 import re
 import subprocess
@@ -30,51 +29,16 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import *  # noqa
 from dnsrig import TestZones, FaultDNS
+from dkimrig import DkimKeys
 
-import dkim  # dkimpy
-
+KEYS = DkimKeys()
 TMP = tempfile.mkdtemp(prefix="moattest.dkim.")
-
-
-def run(args, **kw):
-    return subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, check=True, **kw)
-
-
-def make_rsa(name, bits=2048):
-    path = os.path.join(TMP, name + ".private")
-    run(["openssl", "genrsa", "-traditional", "-out", path, str(bits)])
-    os.chmod(path, 0o600)
-    der = run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"]).stdout
-    return path, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
-
-
-def make_ed25519(name):
-    path = os.path.join(TMP, name + ".private")
-    run(["openssl", "genpkey", "-algorithm", "ED25519", "-out", path])
-    os.chmod(path, 0o600)
-    der = run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"]).stdout
-    priv = run(["openssl", "pkey", "-in", path, "-outform", "DER"]).stdout
-    # raw public key: the last 32 octets of the SPKI; dkimpy signs with the
-    # base64 of the raw 32-octet seed (the last 32 octets of the PKCS#8)
-    return (path, "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode(),
-            base64.b64encode(priv[-32:]))
-
-
-RSA_PATH, RSA_TXT = make_rsa("rsa1")
-ED_PATH, ED_TXT, ED_SEED = make_ed25519("ed1")
-RSA_PEM = open(RSA_PATH, "rb").read()
-
-KEYS = {
-    "rsa1._domainkey.example.org": RSA_TXT,
-    "ed1._domainkey.example.org": ED_TXT,
-    "s1._domainkey.example.com": RSA_TXT,
-    "e1._domainkey.example.com": ED_TXT,
-}
-
-
-def dnsfunc(name, timeout=5):
-    n = name.decode() if isinstance(name, bytes) else name
-    return KEYS.get(n.rstrip("."), "").encode()
+RSA_PATH, ED_PATH = KEYS.rsa_path, KEYS.ed_path
+RECORDS = [KEYS.publish("rsa1._domainkey.example.org", "rsa"),
+           KEYS.publish("ed1._domainkey.example.org", "ed25519"),
+           KEYS.publish("s1._domainkey.example.com", "rsa"),
+           KEYS.publish("e1._domainkey.example.com", "ed25519")]
+dkimpy_results = KEYS.results
 
 
 _zones = None
@@ -83,7 +47,7 @@ _zones = None
 def zones():
     global _zones
     if _zones is None:
-        _zones = TestZones([(k, "TXT", v) for k, v in KEYS.items()])
+        _zones = TestZones(RECORDS)
         _zones.start()
     return _zones
 
@@ -134,22 +98,6 @@ def message(frm="Alice <alice@example.org>", extra=(), body_lines=None):
                      + list(extra),
                      body_lines=body_lines or ["Hello Bob,", "", "  the figures are in.",
                                                "", "", "-- ", "Alice", "", ""])
-
-
-def dkimpy_results(raw):
-    """[(d, s, verified)] for every DKIM-Signature, by dkimpy."""
-    d = dkim.DKIM(raw)
-    out = []
-    sigs = [h for h in d.headers if h[0].lower() == b"dkim-signature"]
-    for i, (_, v) in enumerate(sigs):
-        tags = dict((k.strip(), val.strip()) for k, _, val in
-                    (t.partition(b"=") for t in re.sub(rb"\s+", b"", v).split(b";") if t))
-        try:
-            ok = dkim.DKIM(raw).verify(idx=i, dnsfunc=dnsfunc)
-        except dkim.ValidationError:
-            ok = False  # dkimpy raises on a body hash mismatch
-        out.append((tags[b"d"].decode(), tags[b"s"].decode(), ok))
-    return out
 
 
 # ---------------------------------------------------------------- signing
@@ -221,8 +169,8 @@ def test_submission_listener_signs_and_others_do_not():
 
 def test_bad_key_file_is_a_config_error():
     loose = os.path.join(TMP, "loose.private")
-    with open(RSA_PATH, "rb") as f, open(loose, "wb") as g:
-        g.write(f.read())
+    with open(loose, "wb") as g:
+        g.write(KEYS.rsa_pem)
     os.chmod(loose, 0o644)
     cfg = os.path.join(TMP, "bad.conf")
     with open(cfg, "w") as f:
@@ -239,13 +187,10 @@ def test_bad_key_file_is_a_config_error():
 
 # ---------------------------------------------------------------- verifying
 
-def signed(sel="s1", domain=b"example.com", alg=b"rsa-sha256", canon=(b"relaxed", b"relaxed"),
+def signed(sel="s1", domain="example.com", alg="rsa", canon=(b"relaxed", b"relaxed"),
            msg=None, include=None, length=False):
     raw = msg or message(frm="Carol <carol@example.com>")
-    key = RSA_PEM if alg == b"rsa-sha256" else ED_SEED
-    sig = dkim.sign(raw, sel.encode(), domain, key, canonicalize=canon,
-                    signature_algorithm=alg, include_headers=include, length=length)
-    return sig.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n") + raw
+    return KEYS.sign(raw, sel, domain, alg, canon=canon, include=include, length=length)
 
 
 def ar_of(m):
@@ -255,8 +200,8 @@ def ar_of(m):
 def test_verify_dkimpy_signatures():
     cases = [("rsa relaxed", dict()),
              ("rsa simple", dict(canon=(b"simple", b"simple"))),
-             ("ed25519 relaxed", dict(sel="e1", alg=b"ed25519-sha256")),
-             ("ed25519 simple/relaxed", dict(sel="e1", alg=b"ed25519-sha256",
+             ("ed25519 relaxed", dict(sel="e1", alg="ed25519")),
+             ("ed25519 simple/relaxed", dict(sel="e1", alg="ed25519",
                                              canon=(b"simple", b"relaxed")))]
     with drig() as r:
         for what, kw in cases:
@@ -329,4 +274,5 @@ if __name__ == "__main__":
     finally:
         if _zones:
             _zones.stop()
+        KEYS.cleanup()
         subprocess.run(["rm", "-rf", TMP])

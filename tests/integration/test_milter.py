@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import *  # noqa
 from dnsrig import TestZones, dnsbl_records
 from test_postfix import Postfix
+from dkimrig import DkimKeys
 
 MILTER_CF = """
 smtpd_milters = inet:127.0.0.1:{port}
@@ -59,9 +60,10 @@ def zones():
     return _zones
 
 
-def milter_conf(port, denied="denied@example.net", extra="", quarantine="none"):
+def milter_conf(port, denied="denied@example.net", extra="", quarantine="none",
+                filters=("access", "dnsbl", "test")):
     return "\n".join([
-        'filters = {"access", "dnsbl", "test"}',
+        "filters = {%s}" % ", ".join('"%s"' % f for f in filters),
         "milter {",
         '    socket = "inet:%d@127.0.0.1"' % port,
         '    quarantine_on = "%s"' % quarantine,
@@ -87,11 +89,11 @@ def milter_conf(port, denied="denied@example.net", extra="", quarantine="none"):
 
 
 class MilterRig:
-    def __init__(self, listeners=(), denied="denied@example.net"):
+    def __init__(self, listeners=(), denied="denied@example.net", **conf):
         self.port = free_port()
         self.pf = MilterPostfix(self.port)
         self.moatd = Moatd(list(listeners), binary=MOATD_HOOKTEST,
-                           extra_conf=milter_conf(self.port, denied))
+                           extra_conf=milter_conf(self.port, denied, **conf))
 
     def __enter__(self):
         try:
@@ -245,6 +247,62 @@ def test_milter_filters_through_postfix():
         time.sleep(0.5)
         check(not [d for d in r.pf.delivered() if b"discarded body" in d or b"rejected body" in d],
               "rejected and discarded messages must not be delivered")
+
+
+@timed(90)
+def test_milter_dkim_sign_and_verify():
+    """Postfix + moat as milter: mail from a sign_networks client leaves
+    signed (RSA and Ed25519) and dkimpy verifies what smtp-sink got; a
+    dkimpy-signed message from elsewhere is verified (dkim=pass in
+    Authentication-Results), a tampered one fails."""
+    keys = DkimKeys()
+    zones().add([keys.publish("rsa1._domainkey.example.net", "rsa"),
+                 keys.publish("ed1._domainkey.example.net", "ed25519"),
+                 keys.publish("s1._domainkey.example.com", "rsa")], reload=True)
+    conf = "\n".join([
+        "dkim {",
+        '    key k1 { domain = "example.net" selector = "rsa1" file = "%s" }' % keys.rsa_path,
+        '    key k2 { domain = "example.net" selector = "ed1" file = "%s" }' % keys.ed_path,
+        '    signing_table = {"example.net k1 k2"}',
+        '    sign_networks = {"127.0.0.9/32"}',
+        "}"])
+    try:
+        with MilterRig(filters=("access", "dnsbl", "dkim"), extra=conf) as r:
+            c = r.client("127.0.0.9")
+            body = make_body(headers=[
+                "From: Alice <alice@example.net>", "To: <bob@example.org>",
+                "Subject: milter signed", "Date: Fri, 27 Nov 2026 12:00:00 +0000",
+                "Message-ID: <signed.%d@example.net>" % os.getpid()],
+                body_lines=["signed through the milter", "", "-- ", "Alice"])
+            expect_reply(c.send_message(body, mail_from="alice@example.net",
+                                        rcpts=("bob@example.org",)), 250)
+            c.quit()
+            msg = delivered_with(r.pf, b"signed through the milter")
+            res = keys.results(msg)
+            eq(sorted((d, s) for d, s, _ in res), [("example.net", "ed1"), ("example.net", "rsa1")],
+               "signatures on the delivered message: %r" % head_of(msg)[:600])
+            check(all(ok for _, _, ok in res), "dkimpy verifies the milter's signatures: %r\n%s"
+                  % (res, head_of(msg)))
+            # inbound: verified, not signed
+            raw = keys.sign(make_body(headers=[
+                "From: Carol <carol@example.com>", "To: <bob@example.org>",
+                "Subject: from outside", "Date: Fri, 27 Nov 2026 12:00:00 +0000"],
+                body_lines=["verified by the milter"]), "s1", "example.com")
+            for marker, data in ((b"verified by the milter", raw),
+                                 (b"tampered in transit", raw.replace(b"verified by the milter",
+                                                                      b"tampered in transit"))):
+                c = r.client("127.0.0.7")
+                expect_reply(c.send_message(data, mail_from="carol@example.com",
+                                            rcpts=("bob@example.org",)), 250)
+                c.quit()
+                head = head_of(delivered_with(r.pf, marker))
+                check("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.net"
+                      not in head, "inbound mail not signed: %r" % head)
+                want = "dkim=pass header.d=example.com header.s=s1" if marker.startswith(
+                    b"verified") else "dkim=fail header.d=example.com header.s=s1"
+                check(want in re.sub(r"\s+", " ", head), "%s in %r" % (want, head))
+    finally:
+        keys.cleanup()
 
 
 @timed(90)
