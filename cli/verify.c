@@ -11,7 +11,7 @@
  * or "dkim=none (no signatures)". Exit status: 0 every signature passed
  * (at least one), 1 one failed or had a permanent error (or another
  * result), 2 a key lookup failed temporarily (and nothing failed), 3 no
- * signature, 64 usage, 74 the file could not be read, 78 configuration.
+ * signature, 64 usage, 66 the file could not be read, 78 configuration.
  * Owns the loop, the resolver and the verifier of the run.
  */
 #include "verify.h"
@@ -25,7 +25,7 @@
 #include "dkim_verify.h"
 #include "resolver.h"
 
-#define EX_NOINPUT 74
+#define EX_NOINPUT 66
 #define MAX_MESSAGE (64L * 1024 * 1024)
 
 struct run {

@@ -16,6 +16,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/rand.h>
+#include <time.h>
+
+#include "ascii.h"
 #include "dkim_keyfile.h"
 #include "log.h"
 #include "resolver.h"
@@ -356,6 +360,21 @@ static enum moat_filter_status dkim_eom(struct moat_filter_call *call)
 
 /* ---- signing ------------------------------------------------------------- */
 
+/* 1 if the header block has a field whose "NAME:" (upper case) is name. */
+static int header_present(const char *head, size_t hlen, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < hlen;) {
+		if (hlen - i >= n && word_eq(head + i, n, name))
+			return 1;
+		const char *nl = memchr(head + i, '\n', hlen - i);
+		if (!nl)
+			break;
+		i = (size_t)(nl - head) + 1;
+	}
+	return 0;
+}
+
 static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **state,
 		     const char *head, size_t hlen, struct moat_verdict *v, char *err,
 		     size_t errlen)
@@ -375,12 +394,56 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 		snprintf(err, errlen, "out of memory; not signed");
 		return -1;
 	}
+	/* Date: and Message-ID: the upstream would add after signing, which
+	 * breaks an oversigned signature: added here first (RFC 6409 8.3) */
+	char *aug = NULL;
+	if (c->add_missing_headers) {
+		char extra[512];
+		size_t xlen = 0;
+		extra[0] = '\0';
+		if (!header_present(head, hlen, "DATE:")) {
+			char date[80];
+			time_t now = time(NULL);
+			struct tm tm;
+			gmtime_r(&now, &tm);
+			strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+			if (moat_verdict_edit(v, moat_filter_dkim.name, MOAT_HEADER_ADD, "Date", date,
+					      0) < 0)
+				goto oom;
+			xlen += (size_t)snprintf(extra + xlen, sizeof(extra) - xlen, "Date: %s\r\n",
+						 date);
+		}
+		if (!header_present(head, hlen, "MESSAGE-ID:")) {
+			char id[300];
+			unsigned char rnd[8];
+			if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+				memset(rnd, 0, sizeof(rnd));
+			snprintf(id, sizeof(id), "<%lld.%02x%02x%02x%02x%02x%02x%02x%02x@%s>",
+				 (long long)time(NULL), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
+				 rnd[6], rnd[7], c->keys[e->keys[0]]->domain);
+			if (moat_verdict_edit(v, moat_filter_dkim.name, MOAT_HEADER_ADD, "Message-ID",
+					      id, 0) < 0)
+				goto oom;
+			xlen += (size_t)snprintf(extra + xlen, sizeof(extra) - xlen,
+						 "Message-ID: %s\r\n", id);
+		}
+		if (xlen) {
+			aug = malloc(xlen + hlen);
+			if (!aug)
+				goto oom;
+			memcpy(aug, extra, xlen);
+			memcpy(aug + xlen, head, hlen);
+			head = aug;
+			hlen += xlen;
+		}
+	}
 	if (!m->bhlen) {
 		unsigned long long blen;
 		m->bhlen = dkim_body_hash_final(m->sbh, m->bh, &blen);
 		if (m->bhlen <= 0) {
 			m->bhlen = 0;
 			snprintf(err, errlen, "body hash failed; not signed");
+			free(aug);
 			return -1;
 		}
 	}
@@ -400,6 +463,7 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 			      sizeof(why)) < 0) {
 			snprintf(err, errlen, "signing with d=%s s=%s failed: %s", key->domain,
 				 key->selector, why);
+			free(aug);
 			return -1;
 		}
 		/* front ends write "Name: " + value: the signed field is
@@ -408,15 +472,18 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 					   "DKIM-Signature", value[0] == ' ' ? value + 1 : value,
 					   0);
 		free(value);
-		if (rc < 0) {
-			snprintf(err, errlen, "out of memory; not signed");
-			return -1;
-		}
+		if (rc < 0)
+			goto oom;
 		moat_log(LOG_INFO, "session=%s: signed for %s with d=%s s=%s (%s)",
 			 ctx->session_id ? ctx->session_id : "-", sender[0] ? sender : "<>",
 			 key->domain, key->selector, dkim_sign_alg_name(key->alg));
 	}
+	free(aug);
 	return 0;
+oom:
+	free(aug);
+	snprintf(err, errlen, "out of memory; not signed");
+	return -1;
 }
 
 /* ---- configuration --------------------------------------------------------- */
@@ -495,6 +562,9 @@ static const struct moat_opt dkim_opts[] = {
 	 "MIME-Version, Content-Type, Content-Transfer-Encoding."},
 	{"canonicalization", MOAT_OPT_STR, D(canonicalization), 0, "relaxed/relaxed", 0, 0, 0,
 	 canon_choices, "Canonicalization of signatures made here, header/body (c=)."},
+	{"add_missing_headers", MOAT_OPT_BOOL, D(add_missing_headers), 1, NULL, 0, 0, 0, NULL,
+	 "Before signing a message that has no Date: or Message-ID:, add them (RFC 6409 8.3): "
+	 "an MTA after moat would add them and break the signature."},
 	{"signature_ttl", MOAT_OPT_INT, D(signature_ttl), 0, NULL, 0, 31536000, 0, NULL,
 	 "Seconds a signature made here stays valid (x=); 0: no expiry."},
 };

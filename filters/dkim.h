@@ -60,6 +60,7 @@ struct dkim_conf {
 	struct moat_str_list oversign_headers;
 	char *canonicalization;		/* "relaxed/relaxed" */
 	long signature_ttl;
+	int add_missing_headers;
 	struct moat_items items;	/* struct dkim_key_conf */
 	/* derived by prepare() */
 	enum dkim_l_policy l_policy;

@@ -307,7 +307,10 @@ static int setup_sig(struct dkim_verifier *v, struct sigent *s, size_t index)
 }
 
 /* header.b: at least 8 characters of b=, more until it differs from the
- * b= of every other signature (as far as b= goes). */
+ * b= of every other signature (as far as b= goes) among the first
+ * PREFIX_PEERS (a bound on the work a message full of signatures costs). */
+#define PREFIX_PEERS 64
+
 static int set_b_prefixes(struct dkim_verifier *v)
 {
 	for (size_t i = 0; i < v->nsigs; i++) {
@@ -316,7 +319,7 @@ static int set_b_prefixes(struct dkim_verifier *v)
 		if (!b)
 			continue;
 		size_t n = strlen(b), want = n < 8 ? n : 8;
-		for (size_t j = 0; j < v->nsigs; j++) {
+		for (size_t j = 0; j < v->nsigs && j < PREFIX_PEERS; j++) {
 			const struct sigent *o = &v->sigs[j];
 			const char *ob = o->parsed ? o->sig.b_text : o->loose_b;
 			if (j == i || !ob)

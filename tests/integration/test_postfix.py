@@ -221,5 +221,52 @@ def test_postfix_several_messages_one_session(pf):
         m.stop()
 
 
+@with_postfix
+def test_postfix_keeps_moats_dkim_signature(pf):
+    """moatd signs (the client is in sign_networks) before Postfix: with
+    XCLIENT the client is not one of Postfix's local_header_rewrite_clients,
+    so Postfix adds no Message-ID or Date and rewrites no address, and the
+    signature still verifies in dkimpy after Postfix relayed the message to
+    smtp-sink; an 8-bit body arrives unconverted (smtp-sink offers
+    8BITMIME)."""
+    from dkimrig import DkimKeys
+    keys = DkimKeys()
+    keys.publish("rsa1._domainkey.example.net", "rsa")
+    port = free_port()
+    m = Moatd([dict(name="inbound", listen="127.0.0.1:%d" % port, role="inbound",
+                    upstream="127.0.0.1:%d" % pf.smtpd, xclient=True)],
+              overrides=["filters=dkim"],
+              extra_conf='dkim {\n  key k1 { domain = "example.net" selector = "rsa1" '
+                         'file = "%s" }\n  signing_table = {"example.net k1"}\n'
+                         '  sign_networks = {"127.0.0.5/32"}\n}\n' % keys.rsa_path)
+    m.start()
+    try:
+        c = Client(port, source="127.0.0.5")
+        c.expect("EHLO client.example", 250)
+        cases = [("with ids", ["Date: Fri, 27 Nov 2026 12:00:00 +0000",
+                               "Message-ID: <pf.%d@example.net>" % os.getpid()], b"plain"),
+                 ("without Message-ID and Date", [], b"plain"),
+                 ("8-bit body", ["Content-Type: text/plain; charset=utf-8",
+                                 "Content-Transfer-Encoding: 8bit"], "caf\u00e9".encode())]
+        for what, extra, word in cases:
+            body = make_body(headers=["From: Alice <alice@example.net>", "To: <bob@example.org>",
+                                      "Subject: signed %s" % what] + extra,
+                             body_lines=[b"marker " + what.encode() + b" " + word])
+            expect_reply(c.send_message(body, mail_from="alice@example.net",
+                                        rcpts=("bob@example.org",)), 250, None, what)
+        c.quit()
+        for what, _, word in cases:
+            marker = b"marker " + what.encode() + b" " + word
+            got = wait_for(lambda: [d for d in pf.delivered() if marker in d], 15)
+            check(got, "%s: not delivered; Postfix log: %s" % (what, pf.log()[-1000:]))
+            res = keys.results(got[0])
+            eq([(d, s) for d, s, _ in res], [("example.net", "rsa1")], "%s: signatures" % what)
+            check(res[0][2], "%s: dkimpy does not verify the signature after Postfix: %r"
+                  % (what, got[0][:1500]))
+    finally:
+        m.stop()
+        keys.cleanup()
+
+
 if __name__ == "__main__":
     sys.exit(run_tests(globals()))
