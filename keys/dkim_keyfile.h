@@ -42,9 +42,10 @@ int dkim_key_type_parse(const char *s, enum dkim_key_type *out);
 int dkim_keyfile_check_mode(const char *path, mode_t mode, char *err, size_t errlen);
 
 /* Loads the private key in the file at path (a symlink to it is fine):
- * it must be a regular file, its mode is checked as above. On success returns the key (the caller's) and sets
- * *type and *bits (RSA modulus size; 256 for Ed25519); on failure NULL
- * with err set to a reason naming the file. An RSA key smaller than
+ * it must be a regular file, its mode is checked as above. On success
+ * returns the key (the caller's) and sets *type and *bits (RSA
+ * modulus size; 256 for Ed25519); on failure NULL with err set to a
+ * reason naming the file. An RSA key smaller than
  * DKIM_KEY_RSA_MIN_BITS is refused. */
 EVP_PKEY *dkim_keyfile_load(const char *path, enum dkim_key_type *type, int *bits,
 			    char *err, size_t errlen);

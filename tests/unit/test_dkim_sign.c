@@ -3,10 +3,12 @@
  * and key files (keys/dkim_keyfile.c): signatures checked with OpenSSL
  * over canonical text this file builds by hand, h= with repeated and
  * oversigned names, folding, key formats (PKCS#1, PKCS#8, dkimpy's raw
- * Ed25519 seed) and the permission check.
+ * Ed25519 seed) and the permission check; and signatures round-tripped
+ * through moat's own verifier (filters/dkim_verify.c).
  */
 #include "dkim_keyfile.h"
 #include "dkim_sign.h"
+#include "dkim_verify.h"
 #include "unit.h"
 
 #include <fcntl.h>
@@ -444,6 +446,84 @@ TEST(header_block_without_blank_line)
 	dkim_sign_key_free(k);
 }
 
+/* Signs msg (header block + body, CRLF) with pkey in canons hc/bc, puts
+ * the field on top, and runs the whole through dkim_verify. Returns the
+ * verifier's status (DKIM_PASS...), or -1 when signing failed. tamper:
+ * an octet of the body to change after signing, or -1. */
+static int round_trip(EVP_PKEY *pkey, enum dkim_canon hc, enum dkim_canon bc,
+		      const char *msg, long tamper)
+{
+	struct dkim_sign_key *k = key_of(pkey);
+	struct dkim_sign_params p = {hc, bc, dkim_sign_default_headers,
+				     dkim_sign_default_nheaders, dkim_sign_default_oversign,
+				     dkim_sign_default_noversign, 600, NULL, 0};
+	const char *body = strstr(msg, "\r\n\r\n") + 4;
+	size_t hlen = (size_t)(body - msg);
+	unsigned char bh[DKIM_MAX_DIGEST];
+	unsigned long long clen;
+	char err[256], *value = NULL;
+
+	struct dkim_body_hash *h = dkim_body_hash_new(bc, DKIM_HASH_SHA256, -1);
+	dkim_body_hash_update(h, body, strlen(body));
+	int n = dkim_body_hash_final(h, bh, &clen);
+	dkim_body_hash_free(h);
+	if (!k || n != 32 || dkim_sign(k, &p, msg, hlen, bh, 32, &value, err, sizeof(err)) < 0) {
+		dkim_sign_key_free(k);
+		return -1;
+	}
+	char *pub = dkim_key_public_b64_new(pkey, err, sizeof(err));
+	char rec[2048];
+	snprintf(rec, sizeof(rec), "v=DKIM1; k=%s; p=%s",
+		 EVP_PKEY_get_base_id(pkey) == EVP_PKEY_ED25519 ? "ed25519" : "rsa", pub);
+	free(pub);
+	size_t flen = strlen("DKIM-Signature:") + strlen(value) + 2;
+	char *full = malloc(flen + strlen(msg) + 1);
+	snprintf(full, flen + strlen(msg) + 1, "DKIM-Signature:%s\r\n%s", value, msg);
+	if (tamper >= 0)
+		full[flen + hlen + (size_t)tamper] ^= 1;
+
+	struct dkim_verifier *v = dkim_verifier_new(NULL);
+	const char *txt[] = {rec};
+	int st = -1;
+	if (v && dkim_verifier_headers(v, full, flen + hlen) == 0 && dkim_verifier_count(v) == 1) {
+		const char *name = dkim_verifier_key_name(v, 0);
+		if (name && strcmp(name, "sel._domainkey.example.org") == 0)
+			dkim_verifier_key(v, 0, DKIM_KEY_OK, txt, 1);
+		dkim_verifier_body(v, full + flen + hlen, strlen(full + flen + hlen));
+		dkim_verifier_finish(v);
+		const struct dkim_result *r = dkim_verifier_result(v, 0);
+		st = r ? (int)r->status : -1;
+	}
+	dkim_verifier_free(v);
+	free(full);
+	free(value);
+	dkim_sign_key_free(k);
+	return st;
+}
+
+TEST(round_trip_own_verifier)
+{
+	static const char msg[] =
+		"From: Alice <alice@example.org>\r\n"
+		"To: bob@example.net,\r\n\t carol@example.net\r\n"
+		"Subject:  spaced   out \r\n"
+		"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+		"\r\n"
+		"Hello  there \r\n\r\nline\r\n\r\n\r\n";
+	EVP_PKEY *keys[] = {rsa2048, ed};
+
+	for (int k = 0; k < 2; k++) {
+		for (int hc = 0; hc < 2; hc++) {
+			for (int bc = 0; bc < 2; bc++) {
+				CHECK(round_trip(keys[k], (enum dkim_canon)hc, (enum dkim_canon)bc,
+						 msg, -1) == DKIM_PASS);
+				CHECK(round_trip(keys[k], (enum dkim_canon)hc, (enum dkim_canon)bc,
+						 msg, 2) == DKIM_FAIL);
+			}
+		}
+	}
+}
+
 /* ---------------------------------------------------------------- key files */
 
 TEST(keyfile_formats)
@@ -608,6 +688,7 @@ int main(void)
 	RUN(folding);
 	RUN(errors);
 	RUN(header_block_without_blank_line);
+	RUN(round_trip_own_verifier);
 	RUN(keyfile_formats);
 	RUN(keyfile_refusals);
 	RUN(public_key);
