@@ -7,6 +7,7 @@
 #include "msglog.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -24,7 +25,7 @@ static void log_quoted(char *out, size_t len, const char *in, size_t inlen)
 
 void moat_msglog(const struct moat_msglog *m)
 {
-	char rcpts[2048], rtext[512], syms[1024], stages[256];
+	char rcpts[2048], rtext[512], syms[1024], stages[256], tls[512], auth[320];
 	size_t off = 0, so = 0;
 	int code = m->code;
 	struct moat_verdict *v = m->v;
@@ -42,9 +43,25 @@ void moat_msglog(const struct moat_msglog *m)
 		off += (size_t)snprintf(rcpts + off, sizeof(rcpts) - off, "%s<%s>",
 					i ? "," : "", m->rcpts[i]);
 	log_quoted(rtext, sizeof(rtext), m->reply, m->reply_len);
+	tls[0] = '\0';
+	if (m->tls_version) {
+		char peer[300];
+		log_quoted(peer, sizeof(peer), m->tls_peer_subject,
+			   m->tls_peer_subject ? strlen(m->tls_peer_subject) : 0);
+		snprintf(tls, sizeof(tls), " tls=%s cipher=%s bits=%d%s%s%s", m->tls_version,
+			 m->tls_cipher ? m->tls_cipher : "-", m->tls_bits,
+			 peer[0] ? " tls_peer=\"" : "", peer, peer[0] ? "\"" : "");
+	}
+	if (m->auth_user) {
+		char user[300];
+		log_quoted(user, sizeof(user), m->auth_user, strlen(m->auth_user));
+		snprintf(auth, sizeof(auth), " auth=%s", user[0] ? user : "-");
+	} else {
+		auth[0] = '\0';
+	}
 	moat_log(LOG_INFO, "msg session=%s listener=%s client=%s helo=%s from=<%s> rcpts=%s "
 		 "nrcpt=%zu size=%zu result=%s status=%d reply=\"%s\" queue_id=%s score=%.2f "
-		 "action=%s%s%s symbols=%s stages_ms=%s time=%.3f",
+		 "action=%s%s%s symbols=%s stages_ms=%s time=%.3f%s%s",
 		 m->session_id, m->listener, m->client_addr, m->helo ? m->helo : "-",
 		 m->mail_from ? m->mail_from : "", rcpts[0] ? rcpts : "-", m->nrcpts,
 		 m->size, result, code, rtext,
@@ -53,5 +70,5 @@ void moat_msglog(const struct moat_msglog *m)
 				  : code / 100 == 2 ? MOAT_ACTION_ACCEPT : MOAT_ACTION_NONE),
 		 v->would.action ? " would=" : "",
 		 v->would.action ? moat_action_name(v->would.action) : "",
-		 syms[0] ? syms : "-", stages, m->seconds);
+		 syms[0] ? syms : "-", stages, m->seconds, tls, auth);
 }

@@ -1,6 +1,7 @@
 /*
  * msglog.h - the one log line per message, "msg session=... result=...
- * score=... action=... symbols=... stages_ms=...", written the same way
+ * score=... action=... symbols=... stages_ms=... [tls=... cipher=...
+ * bits=... tls_peer="..."] [auth=...]", written the same way
  * by every front end (the proxy, the milter), so one parser reads both.
  *
  * Owns nothing: every field is borrowed for the call.
@@ -29,6 +30,12 @@ struct moat_msglog {
 	struct moat_verdict *v;		/* the message's verdict (totalled here) */
 	const double *stage_ms;		/* MOAT_STAGE__COUNT entries */
 	double seconds;			/* since MAIL */
+	/* the client's TLS and AUTH; NULL: left out of the line */
+	const char *tls_version;
+	const char *tls_cipher;
+	int tls_bits;
+	const char *tls_peer_subject;
+	const char *auth_user;		/* "": authenticated, name unknown */
 };
 
 /* Writes the line at LOG_INFO. */

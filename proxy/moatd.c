@@ -6,7 +6,8 @@
  *	moatd [-f] [-t] [-c file] [-o name=value]...
  *
  * Reads the configuration (and exits 1 with "file:line: ..." for each
- * error), binds every listener, then runs in the background (or in the
+ * error; -t also reads the TLS certificates, keys and CA files), binds
+ * every listener, then runs in the background (or in the
  * foreground with -f, logging to stderr) until SIGTERM. SIGHUP re-reads
  * the configuration; a bad one is reported and the running one stays.
  * With a milter socket configured, moatd also runs the milter front end
@@ -32,6 +33,7 @@
 #include "server.h"
 #include "spf_pool.h"
 #include "spf_worker.h"
+#include "tls.h"
 #include "worker.h"
 
 #define MAX_OVERRIDES 256
@@ -69,6 +71,30 @@ static void report_errors(struct moat_config_errors *errs, int to_log)
 }
 
 static void schedule_probe(void);
+
+/* -t: the certificate, key and CA files each listener names must be
+ * readable, as at start. Returns the number of failures. */
+static int check_tls_files(const struct moat_config *c)
+{
+	char why[512];
+	int bad = 0;
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		const struct moat_listener_conf *lc = &c->listeners[i];
+		if (lc->tls_level != MOAT_TLS_NONE) {
+			struct tls_server *ts = tls_server_new(lc, why, sizeof(why));
+			if (!ts && ++bad)
+				fprintf(stderr, "listener %s: %s\n", lc->name, why);
+			tls_server_unref(ts);
+		}
+		if (lc->upstream_tls_level != MOAT_TLS_NONE) {
+			SSL_CTX *ctx = tls_client_ctx_new(lc, why, sizeof(why));
+			if (!ctx && ++bad)
+				fprintf(stderr, "listener %s: upstream_tls: %s\n", lc->name, why);
+			SSL_CTX_free(ctx);
+		}
+	}
+	return bad;
+}
 
 static void reload(void)
 {
@@ -207,8 +233,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		int bad = check_tls_files(c);
 		moat_config_unref(c);
-		return 0;
+		return bad ? 1 : 0;
 	}
 	moat_log_open("moatd", g.foreground, c->facility);
 	raise_fd_limit(c->max_connections);

@@ -6,22 +6,28 @@
  * reference to the current configuration. Each accepted connection
  * becomes a session (smtp_session.c) after the connection limits are
  * checked; a reload keeps the sockets of listeners whose address did not
- * change and what their upstream is known to offer.
+ * change and what their upstream is known to offer, and reads the TLS
+ * certificates again (keeping the old ones when the new cannot be read).
  */
 #include "server.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth_limit.h"
 #include "log.h"
 #include "resolver.h"
 #include "session.h"
+#include "tls.h"
 #include "worker.h"
+
+#define AUTH_LIMIT_SLOTS 1024
 
 static const struct moat_listener_conf *find_lconf(const struct moat_config *c, const char *name)
 {
@@ -125,6 +131,8 @@ static void listener_free(struct listener *l)
 		evconnlistener_free(l->evl);
 	if (l->retry)
 		event_free(l->retry);
+	tls_server_unref(l->tls);
+	SSL_CTX_free(l->tls_client);
 	free(l->name);
 	free(l);
 }
@@ -144,6 +152,40 @@ static struct listener *listener_new(struct server *srv, const struct moat_liste
 		return NULL;
 	}
 	return l;
+}
+
+/* Reads lc's certificates into l. On a reload, a listener whose files
+ * cannot be read keeps what it had, and the log says why. */
+static int listener_tls(struct server *srv, struct listener *l,
+			const struct moat_listener_conf *lc, char *err, size_t errlen)
+{
+	struct listener *old = server_find_listener(srv, lc->name);
+	char why[512];
+
+	if (lc->tls_level != MOAT_TLS_NONE) {
+		l->tls = tls_server_new(lc, why, sizeof(why));
+		if (!l->tls && old && old->tls) {
+			moat_log(LOG_ERR, "listener=%s: TLS certificate not reloaded: %s; the one loaded "
+				 "before stays", lc->name, why);
+			l->tls = tls_server_ref(old->tls);
+		} else if (!l->tls) {
+			snprintf(err, errlen, "listener %s: %s", lc->name, why);
+			return -1;
+		}
+	}
+	if (lc->upstream_tls_level != MOAT_TLS_NONE) {
+		l->tls_client = tls_client_ctx_new(lc, why, sizeof(why));
+		if (!l->tls_client && old && old->tls_client) {
+			moat_log(LOG_ERR, "listener=%s: upstream TLS settings not reloaded: %s; the "
+				 "ones loaded before stay", lc->name, why);
+			SSL_CTX_up_ref(old->tls_client);
+			l->tls_client = old->tls_client;
+		} else if (!l->tls_client) {
+			snprintf(err, errlen, "listener %s: upstream_tls: %s", lc->name, why);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int server_apply_config(struct server *srv, struct moat_config *conf, char *err, size_t errlen)
@@ -172,6 +214,8 @@ int server_apply_config(struct server *srv, struct moat_config *conf, char *err,
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
+		if (listener_tls(srv, nl[i], lc, err, errlen) < 0)
+			goto fail;
 		if (reuse[i])
 			continue;
 		nl[i]->evl = evconnlistener_new_bind(srv->base, accept_cb, nl[i],
@@ -206,7 +250,13 @@ int server_apply_config(struct server *srv, struct moat_config *conf, char *err,
 		moat_log(LOG_INFO, "listener=%s: %s on %s, upstream %s", nl[i]->name,
 			 reuse[i] ? "kept" : "listening", conf->listeners[i].listen,
 			 conf->listeners[i].upstream);
+		if (nl[i]->tls)
+			moat_log(LOG_INFO, "listener=%s: TLS certificate %s sha256=%s%s", nl[i]->name,
+				 conf->listeners[i].tls_cert_file, tls_server_fingerprint(nl[i]->tls),
+				 conf->listeners[i].tls_wrappermode ? " (implicit TLS)" : "");
 	}
+	if (!srv->auth_fail)
+		srv->auth_fail = auth_limit_new(AUTH_LIMIT_SLOTS);
 	for (size_t j = 0; j < srv->nlisteners; j++)
 		listener_free(srv->listeners[j]);
 	free(srv->listeners);
@@ -309,6 +359,8 @@ void server_free(struct server *srv)
 		event_free(srv->shutdown_timer);
 	if (srv->probe_timer)
 		event_free(srv->probe_timer);
+	auth_limit_free(srv->auth_fail);
+	srv->auth_fail = NULL;
 	moat_worker_pool_free(srv->workers);
 	moat_resolver_free(srv->resolver);
 	srv->resolver = NULL;

@@ -14,10 +14,13 @@
 #include "config.h"
 #include "smtp_reply.h"
 
+struct auth_limit;
 struct event_base;
 struct evconnlistener;
 struct moat_worker_pool;
 struct session;
+struct ssl_ctx_st;
+struct tls_server;
 
 /* What one listener's upstream offers, learned by probing and by every
  * upstream connection. Kept across reloads while the upstream address
@@ -35,6 +38,8 @@ struct listener {
 	struct upstream_caps_state up;
 	struct server *srv;
 	struct event *retry;	/* re-enables accept after EMFILE and the like */
+	struct tls_server *tls;	/* certificates for clients (tls, tls_wrappermode) */
+	struct ssl_ctx_st *tls_client;	/* towards the upstream (upstream_tls) */
 };
 
 struct server {
@@ -51,12 +56,15 @@ struct server {
 	int stopping;
 	struct event *shutdown_timer;
 	struct event *probe_timer;
+	struct auth_limit *auth_fail;	/* failed AUTH per client address */
 	unsigned long long n_accepted, n_refused, n_messages, n_discarded;
 };
 
-/* Opens the listeners of conf (taking a reference). With an existing
- * set (a reload), listeners whose address is unchanged keep their
- * socket. Returns 0, or -1 with a reason in err (old set untouched). */
+/* Opens the listeners of conf (taking a reference) and reads their TLS
+ * certificates. With an existing set (a reload), listeners whose address
+ * is unchanged keep their socket, and a listener whose certificate files
+ * cannot be read keeps the certificate it had (logged). Returns 0, or -1
+ * with a reason in err (old set untouched). */
 int server_apply_config(struct server *srv, struct moat_config *conf,
 			char *err, size_t errlen);
 

@@ -21,7 +21,8 @@
  *	in a table) from the lines after the first; the first line is the
  *	greeting. "KEYWORD=args" (old AUTH=) counts as KEYWORD. SIZE takes
  *	an optional decimal limit (too large a number is clamped);
- *	XCLIENT takes a list of attribute names.
+ *	XCLIENT takes a list of attribute names, AUTH a list of mechanisms
+ *	(those sasl.h knows).
  * OWNERSHIP
  *	The parser owns the reply text it assembles until
  *	smtp_reply_parser_take() hands it to the caller, who frees it with
@@ -29,6 +30,7 @@
  */
 #include "smtp_reply.h"
 #include "ascii.h"
+#include "sasl.h"
 #include "utf8.h"
 
 #include <limits.h>
@@ -203,7 +205,7 @@ const char *smtp_reply_last_text(const struct smtp_reply *r, size_t *len)
 }
 
 /* EHLO keywords. */
-enum cap_arg { CAP_ARG_NONE, CAP_ARG_SIZE, CAP_ARG_XCLIENT };
+enum cap_arg { CAP_ARG_NONE, CAP_ARG_SIZE, CAP_ARG_XCLIENT, CAP_ARG_AUTH };
 
 static const struct cap_def {
 	const char *name;
@@ -218,7 +220,7 @@ static const struct cap_def {
 	{ "DSN", SMTP_EXT_DSN, CAP_ARG_NONE },
 	{ "XCLIENT", SMTP_EXT_XCLIENT, CAP_ARG_XCLIENT },
 	{ "STARTTLS", SMTP_EXT_STARTTLS, CAP_ARG_NONE },
-	{ "AUTH", SMTP_EXT_AUTH, CAP_ARG_NONE },
+	{ "AUTH", SMTP_EXT_AUTH, CAP_ARG_AUTH },
 	{ "CHUNKING", SMTP_EXT_CHUNKING, CAP_ARG_NONE },
 	{ "XFORWARD", SMTP_EXT_XFORWARD, CAP_ARG_NONE },
 };
@@ -284,10 +286,12 @@ static void caps_line(const char *s, size_t n, struct smtp_caps *out)
 			break;
 		if (def->arg == CAP_ARG_SIZE && first)
 			out->size = parse_size(s + i, t - i);
-		else if (def->arg == CAP_ARG_XCLIENT)
+		else if (def->arg == CAP_ARG_XCLIENT) {
 			for (size_t j = 0; j < NELEM(xclient_defs); j++)
 				if (word_eq(s + i, t - i, xclient_defs[j].name))
 					out->xclient |= xclient_defs[j].bit;
+		} else if (def->arg == CAP_ARG_AUTH)
+			out->auth |= sasl_mech_lookup(s + i, t - i);
 		first = 0;
 		i = t;
 	}

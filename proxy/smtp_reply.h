@@ -84,6 +84,7 @@ struct smtp_caps {
 	unsigned ext;		/* enum smtp_ext bits */
 	unsigned long size;	/* SIZE argument; 0 = none given / no limit */
 	unsigned xclient;	/* enum smtp_xclient_attr bits */
+	unsigned auth;		/* AUTH mechanisms moat relays (enum sasl_mech bits) */
 };
 
 /* Reads the capabilities out of a 250 reply to EHLO (lines after the

@@ -15,15 +15,31 @@
  * (an upstream reply, a filter's answer) goes back through a deferred
  * resume event, so no callback re-enters the command loop.
  *
+ * STARTTLS (tls.h does the contexts): after "220 Ready", whatever the
+ * client pipelined behind STARTTLS is discarded and logged (CVE-2011-0411
+ * class), the TLS layer goes over the socket, and once the handshake is
+ * done the session starts over (RFC 3207 4.2: HELO is forgotten). With
+ * tls_wrappermode the handshake comes first, then the greeting. AUTH is
+ * offered only over TLS, when the upstream offers it, and relayed: the
+ * client's response lines are read in S_AUTH, never parsed as commands
+ * and never logged; the upstream's 235 makes the session authenticated
+ * (sasl.h finds the user name). Failures are counted per session and
+ * per address (auth_limit.h).
+ *
  * Owns: the client bufferevent, the upstream, the spool, the
- * transaction's strings, a config reference.
+ * transaction's strings, a config reference, a reference to the
+ * listener's certificates.
  */
 #include "session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +47,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "auth_limit.h"
 #include "filter.h"
 #include "message.h"
 #include "pipeline.h"
@@ -42,6 +59,8 @@
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_reply.h"
+#include "sasl.h"
+#include "tls.h"
 #include "upstream.h"
 
 enum state {
@@ -50,6 +69,9 @@ enum state {
 	S_WAIT,		/* a command waits for the upstream or the filters */
 	S_DATA,		/* reading the message */
 	S_CLOSING,	/* flushing the last reply */
+	S_STARTTLS,	/* sending 220 to STARTTLS, then TLS */
+	S_TLS,		/* TLS handshake (STARTTLS or implicit TLS) */
+	S_AUTH,		/* reading a client's response in an AUTH exchange */
 };
 
 #define OUT_PAUSE (64 * 1024)	/* stop reading commands above this */
@@ -104,6 +126,19 @@ struct session {
 	double stage_ms[MOAT_STAGE__COUNT];
 	void *filter_state[MOAT_MAX_FILTERS];
 	struct moat_msgctx ctx;
+	/* TLS and AUTH */
+	struct tls_server *tls_srv;	/* the listener's certificates, or NULL */
+	SSL *tls_pending;		/* S_STARTTLS: for the handshake */
+	int tls;			/* the handshake is done */
+	struct tls_info tls_info;
+	char *auth_user;		/* after 235: the name, "" if unknown */
+	long auth_failures;
+	unsigned auth_mech;		/* the exchange under way, or 0 */
+	unsigned auth_step;		/* client responses in it so far */
+	int auth_cancel;		/* the client sent "*" */
+	int auth_named;			/* auth_name holds the user name */
+	char auth_name[256];
+	char *auth_line;		/* AUTH command for the upstream (wiped) */
 };
 
 static void session_free(struct session *s);
@@ -211,6 +246,12 @@ static void update_ctx(struct session *s)
 	s->ctx.nrcpts = s->nrcpts;
 	s->ctx.message = s->message.spool ? &s->message : NULL;
 	s->ctx.resolver = s->srv->resolver;	/* a reload may replace it */
+	s->ctx.tls_version = s->tls ? s->tls_info.version : NULL;
+	s->ctx.tls_cipher = s->tls ? s->tls_info.cipher : NULL;
+	s->ctx.tls_bits = s->tls ? s->tls_info.bits : 0;
+	s->ctx.tls_peer_subject = s->tls && s->tls_info.peer_subject[0] ? s->tls_info.peer_subject
+								      : NULL;
+	s->ctx.auth_user = s->auth_user;
 }
 
 static void drop_upstream(struct session *s)
@@ -272,6 +313,11 @@ static void log_message(struct session *s, int code, const char *text, size_t te
 		.stage_ms = s->stage_ms,
 		.seconds = (double)(now.tv_sec - s->tx_start.tv_sec) +
 			   (double)(now.tv_nsec - s->tx_start.tv_nsec) / 1e9,
+		.tls_version = s->tls ? s->tls_info.version : NULL,
+		.tls_cipher = s->tls ? s->tls_info.cipher : NULL,
+		.tls_bits = s->tls ? s->tls_info.bits : 0,
+		.tls_peer_subject = s->tls ? s->tls_info.peer_subject : NULL,
+		.auth_user = s->auth_user,
 	};
 	moat_msglog(&m);
 	s->srv->n_messages++;
@@ -308,6 +354,16 @@ static void on_upstream_open(void *arg, enum upstream_status st, const struct sm
 	void (*next)(struct session *) = s->after_open;
 
 	s->after_open = NULL;
+	if (st == UPSTREAM_ETLS) {
+		moat_log(LOG_ERR, "session=%s listener=%s: upstream_tls = encrypt but the upstream %s %s; "
+			 "mail is tempfailed until it offers TLS", s->id, s->lconf->name,
+			 s->lconf->upstream, upstream_error(s->up));
+		drop_upstream(s);
+		reply(s, 451, "4.7.5 Upstream TLS unavailable, try again later");
+		tx_reset(s);
+		command_done(s);
+		return;
+	}
 	if (st == UPSTREAM_EXCLIENT) {
 		char why[160];
 		if (r && r->code / 100 != 2)
@@ -339,6 +395,15 @@ static void on_upstream_open(void *arg, enum upstream_status st, const struct sm
 	}
 	const struct smtp_caps *c = upstream_caps(s->up);
 	server_learn_caps(s->srv, s->lconf->name, c);
+	if (upstream_tls(s->up))
+		moat_log(LOG_INFO, "session=%s listener=%s: upstream TLS %s", s->id, s->lconf->name,
+			 upstream_tls(s->up));
+	if (s->auth_user && (!s->lconf->xclient || !(c->xclient & SMTP_XCLIENT_LOGIN) ||
+			     !*s->auth_user))
+		moat_log(LOG_WARNING, "session=%s listener=%s: the client authenticated, but this new "
+			 "upstream connection cannot say so (needs xclient = yes, the upstream's XCLIENT "
+			 "LOGIN and a known user name); the upstream treats it as unauthenticated",
+			 s->id, s->lconf->name);
 	unsigned missing = s->adv.ext & must_match & ~c->ext;
 	if (missing || (c->size && c->size < s->adv.size)) {
 		char buf[256];
@@ -362,6 +427,8 @@ static void with_upstream(struct session *s, void (*next)(struct session *))
 		return;
 	}
 	drop_upstream(s);
+	struct listener *l = server_find_listener(s->srv, s->lconf->name);
+	char tls_name[256];
 	struct upstream_params p = {
 		.addr = s->lconf->upstream_addr,
 		.ehlo_name = s->conf->hostname,
@@ -374,6 +441,11 @@ static void with_upstream(struct session *s, void (*next)(struct session *))
 		.client_name = "[UNAVAILABLE]",
 		.client_helo = s->helo,
 		.client_esmtp = s->esmtp,
+		.client_login = s->auth_user,
+		.tls_level = s->lconf->upstream_tls_level,
+		.tls_verify = s->lconf->upstream_tls_verify_id,
+		.tls_ctx = l ? l->tls_client : NULL,
+		.tls_name = tls_upstream_name(s->lconf, tls_name, sizeof(tls_name)),
 	};
 	s->up = upstream_new(s->srv->base, &p);
 	if (!s->up) {
@@ -462,6 +534,12 @@ static void advertise(struct session *s)
 		s->adv.ext |= l->up.caps.ext & must_match;
 		if (l->up.caps.size && l->up.caps.size < s->adv.size)
 			s->adv.size = l->up.caps.size;
+		/* AUTH never on a plain connection: credentials in clear */
+		if (s->tls && s->lconf->auth && (l->up.caps.ext & SMTP_EXT_AUTH)) {
+			s->adv.auth = l->up.caps.auth;
+			if (s->adv.auth)
+				s->adv.ext |= SMTP_EXT_AUTH;
+		}
 	}
 }
 
@@ -490,6 +568,13 @@ static void helo_continue(struct session *s, const struct moat_stage_result *r)
 		evbuffer_add_printf(out, "250-DSN\r\n");
 	if (s->adv.ext & SMTP_EXT_ENHANCEDSTATUSCODES)
 		evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n");
+	if (s->tls_srv && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	if (s->adv.auth) {
+		char mechs[128];
+		evbuffer_add_printf(out, "250-AUTH %s\r\n",
+				    sasl_mechs_format(s->adv.auth, mechs, sizeof(mechs)));
+	}
 	evbuffer_add_printf(out, "250 HELP\r\n");
 	command_done(s);
 }
@@ -858,6 +943,370 @@ static void cmd_not_offered(struct session *s, const struct smtp_cmd *c)
 	reply(s, 502, "5.5.1 Error: %s not implemented", c->name);
 }
 
+/* ---- STARTTLS ----------------------------------------------------- */
+
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+
+/* Puts the client connection under TLS, on fd (OpenSSL reads and writes
+ * the socket itself: no filter layer, so callbacks never run inside a
+ * write, as with plain sockets), and waits for the handshake. Returns -1
+ * if it could not (ssl is gone, and fd may be). */
+static int tls_begin(struct session *s, SSL *ssl, evutil_socket_t fd)
+{
+	struct bufferevent *tb = bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
+								BUFFEREVENT_SSL_ACCEPTING,
+								BEV_OPT_CLOSE_ON_FREE);
+	/* Out of memory: libevent freed ssl (CLOSE_ON_FREE) and may have
+	 * closed fd; leaking it beats closing it twice. */
+	s->bev = tb;
+	if (!tb)
+		return -1;
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	bufferevent_setcb(tb, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(tb, EV_READ, 0, IN_HIGH);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	s->state = S_TLS;
+	set_read_timeout(s, s->conf->client_timeout);
+	return 0;
+}
+
+static void greet_continue(struct session *s, const struct moat_stage_result *r);
+
+/* The handshake is done. After STARTTLS the client starts over (RFC
+ * 3207 4.2): HELO, what EHLO advertised and any transaction are
+ * forgotten. With implicit TLS the session begins now. */
+static void tls_established(struct session *s)
+{
+	tls_info_get(bufferevent_openssl_get_ssl(s->bev), &s->tls_info);
+	s->tls = 1;
+	moat_log(LOG_INFO, "session=%s client=%s: TLS %s cipher=%s bits=%d%s%s%s", s->id,
+		 s->client_addr, s->tls_info.version, s->tls_info.cipher, s->tls_info.bits,
+		 s->tls_info.peer_subject[0] ? " peer=\"" : "", s->tls_info.peer_subject,
+		 s->tls_info.peer_subject[0] ? "\"" : "");
+	if (s->lconf->tls_wrappermode) {
+		s->state = S_GREETING;
+		set_read_timeout(s, 0);
+		run_stage(s, MOAT_STAGE_CONNECT, greet_continue);
+		return;
+	}
+	tx_reset(s);
+	drop_upstream(s);
+	str_set(&s->helo, NULL);
+	s->esmtp = 0;
+	s->discarding = 0;
+	memset(&s->adv, 0, sizeof(s->adv));
+	moat_verdict_drop_stage(&s->sess_v, MOAT_STAGE_HELO);
+	s->sess_v.exempt = s->conn_v.exempt;
+	s->sess_v.decision = s->conn_v.decision;
+	s->sess_v.would = s->conn_v.would;
+	command_done(s);
+}
+
+static void cmd_not_offered(struct session *s, const struct smtp_cmd *c);
+
+static void discard_pipelined(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t junk = evbuffer_get_length(in);
+	if (junk) {
+		moat_log(LOG_NOTICE, "session=%s client=%s: %zu octets pipelined after STARTTLS, "
+			 "before the TLS handshake; discarded", s->id, s->client_addr, junk);
+		evbuffer_drain(in, junk);
+	}
+}
+
+static void cmd_starttls(struct session *s, const struct smtp_cmd *c)
+{
+	if (!s->tls_srv) {
+		cmd_not_offered(s, c);
+		return;
+	}
+	if (s->tls) {
+		reply(s, 554, "5.5.1 Error: TLS already active");
+		return;
+	}
+	if (c->arg_len) {
+		reply(s, 501, "5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (s->in_tx) {
+		reply(s, 503, "5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	SSL *ssl = tls_server_ssl_new(s->tls_srv);
+	if (!ssl) {
+		reply(s, 454, "4.7.0 TLS not available due to local problem");
+		return;
+	}
+	reply(s, 220, "2.0.0 Ready to start TLS");
+	/* Nothing sent before the handshake may count as sent inside it
+	 * (CVE-2011-0411): a man in the middle could have added it. Once
+	 * the 220 is out, write_cb hands the socket to TLS. */
+	discard_pipelined(s);
+	bufferevent_disable(s->bev, EV_READ);
+	s->tls_pending = ssl;
+	s->state = S_STARTTLS;
+}
+
+/* write_cb: the 220 to STARTTLS is out; the socket goes to TLS (a
+ * duplicate of it: the plain bufferevent closes its own). */
+static void tls_switch(struct session *s)
+{
+	SSL *ssl = s->tls_pending;
+	evutil_socket_t fd = fcntl(bufferevent_getfd(s->bev), F_DUPFD_CLOEXEC, 0);
+
+	s->tls_pending = NULL;
+	discard_pipelined(s);
+	bufferevent_free(s->bev);
+	s->bev = NULL;
+	if (fd < 0 || tls_begin(s, ssl, fd) < 0) {
+		if (fd < 0) {
+			SSL_free(ssl);
+			moat_log(LOG_ERR, "session=%s client=%s: cannot start TLS: %s", s->id,
+				 s->client_addr, strerror(errno));
+		} else {
+			moat_log(LOG_ERR, "session=%s client=%s: cannot start TLS: out of memory",
+				 s->id, s->client_addr);
+		}
+		session_free(s);
+	}
+}
+
+/* ---- AUTH ---------------------------------------------------------- */
+
+/* Ends the AUTH exchange under way; what it held is wiped. */
+static void auth_end(struct session *s)
+{
+	s->auth_mech = 0;
+	s->auth_step = 0;
+	s->auth_cancel = 0;
+	s->auth_named = 0;
+	OPENSSL_cleanse(s->auth_name, sizeof(s->auth_name));
+	if (s->auth_line) {
+		OPENSSL_cleanse(s->auth_line, strlen(s->auth_line));
+		free(s->auth_line);
+		s->auth_line = NULL;
+	}
+}
+
+/* Notes the user name one client response carries. */
+static void auth_note(struct session *s, const char *b64, size_t len)
+{
+	char name[256];
+	if (sasl_user_from_response(s->auth_mech, s->auth_step, b64, len, name, sizeof(name)) == 1) {
+		memcpy(s->auth_name, name, sizeof(name));
+		s->auth_named = 1;
+	}
+	OPENSSL_cleanse(name, sizeof(name));
+	s->auth_step++;
+}
+
+static void auth_failed(struct session *s)
+{
+	time_t now = time(NULL);
+	s->auth_failures++;
+	auth_limit_fail(s->srv->auth_fail, s->client_addr, s->conf->auth_failure_window, now);
+	if (s->auth_failures >= s->conf->auth_max_failures) {
+		moat_log(LOG_NOTICE, "session=%s client=%s: %ld failed AUTH attempts "
+			 "(auth_max_failures); disconnecting", s->id, s->client_addr,
+			 s->auth_failures);
+		drop_upstream(s);
+		reply(s, 421, "4.7.0 %s Error: too many failed authentications", s->conf->hostname);
+		close_after_flush(s);
+	}
+}
+
+static void on_auth_reply(void *arg, enum upstream_status st, const struct smtp_reply *r)
+{
+	struct session *s = arg;
+	const char *mech = sasl_mech_name(s->auth_mech);
+
+	if (st != UPSTREAM_OK) {
+		moat_log(LOG_WARNING, "session=%s: upstream %s during AUTH: %s", s->id,
+			 s->lconf->upstream, upstream_status_text(st));
+		drop_upstream(s);
+		auth_end(s);
+		reply(s, 454, "4.7.0 Temporary authentication failure, try again later");
+		command_done(s);
+		return;
+	}
+	if (r->code == 334) {
+		/* a challenge: the client's next line is a response */
+		relay_reply(s, r);
+		s->state = S_AUTH;
+		set_read_timeout(s, s->conf->client_timeout);
+		resume_later(s);
+		return;
+	}
+	relay_reply(s, r);
+	if (r->code == 235) {
+		str_set(&s->auth_user, s->auth_named ? s->auth_name : "");
+		moat_log(LOG_INFO, "session=%s client=%s: authenticated mechanism=%s user=%s", s->id,
+			 s->client_addr, mech ? mech : "-", *s->auth_user ? s->auth_user : "-");
+	} else if (!s->auth_cancel) {
+		moat_log(LOG_NOTICE, "session=%s client=%s: authentication failed mechanism=%s "
+			 "reply=%d", s->id, s->client_addr, mech ? mech : "-", r->code);
+		auth_end(s);
+		auth_failed(s);
+		if (s->state == S_CLOSING)
+			return;
+	}
+	auth_end(s);
+	if (!upstream_ready(s->up))
+		drop_upstream(s);
+	command_done(s);
+}
+
+static void auth_send(struct session *s)
+{
+	if (!(upstream_caps(s->up)->auth & s->auth_mech)) {
+		moat_log(LOG_WARNING, "session=%s listener=%s: the upstream no longer offers AUTH %s",
+			 s->id, s->lconf->name, sasl_mech_name(s->auth_mech));
+		auth_end(s);
+		reply(s, 454, "4.7.0 Temporary authentication failure, try again later");
+		command_done(s);
+		return;
+	}
+	upstream_command(s->up, s->auth_line, on_auth_reply, s);
+	OPENSSL_cleanse(s->auth_line, strlen(s->auth_line));
+}
+
+static void cmd_auth(struct session *s, const struct smtp_cmd *c)
+{
+	if (!s->adv.auth) {
+		if (!s->tls && s->tls_srv && s->lconf->auth)
+			reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
+		else
+			cmd_not_offered(s, c);
+		return;
+	}
+	if (s->auth_user) {
+		reply(s, 503, "5.5.1 Error: already authenticated");
+		return;
+	}
+	if (s->in_tx) {
+		reply(s, 503, "5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (auth_limit_blocked(s->srv->auth_fail, s->client_addr,
+			       s->conf->auth_max_failures_per_client, s->conf->auth_failure_window,
+			       time(NULL))) {
+		moat_log(LOG_NOTICE, "session=%s client=%s: AUTH refused: auth_max_failures_per_client "
+			 "(%ld in %lds) reached", s->id, s->client_addr,
+			 s->conf->auth_max_failures_per_client, s->conf->auth_failure_window);
+		reply(s, 421, "4.7.0 %s Error: too many failed authentications from your address, "
+		      "try again later", s->conf->hostname);
+		close_after_flush(s);
+		return;
+	}
+	size_t ml = 0;
+	while (ml < c->arg_len && c->arg[ml] != ' ')
+		ml++;
+	const char *ir = c->arg + ml;
+	size_t irl = c->arg_len - ml;
+	while (irl && *ir == ' ')
+		ir++, irl--;
+	unsigned mech = sasl_mech_lookup(c->arg, ml);
+	if (!mech || !(s->adv.auth & mech)) {
+		reply(s, 504, "5.5.4 Unsupported authentication mechanism");
+		return;
+	}
+	if (irl && (!sasl_response_valid(ir, irl) || (irl == 1 && *ir == '*'))) {
+		reply(s, 501, "5.5.2 Error: invalid initial response (base64 expected)");
+		return;
+	}
+	auth_end(s);
+	s->auth_mech = mech;
+	if (irl)
+		auth_note(s, ir, irl);
+	size_t n = strlen(sasl_mech_name(mech)) + irl + 8;
+	if (!(s->auth_line = malloc(n))) {
+		reply(s, 454, "4.7.0 Temporary authentication failure (out of memory)");
+		auth_end(s);
+		return;
+	}
+	snprintf(s->auth_line, n, "AUTH %s%s%.*s", sasl_mech_name(mech), irl ? " " : "",
+		 (int)irl, ir);
+	s->state = S_WAIT;
+	set_read_timeout(s, 0);
+	with_upstream(s, auth_send);
+}
+
+/* One line of an AUTH exchange from the client (S_AUTH): relayed, never
+ * parsed as a command, never logged. Returns 1 if the state changed, 0
+ * if more input is needed. */
+static int process_auth(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) <= SASL_MAX_LINE + 2)
+			return 0;
+		evbuffer_drain(in, evbuffer_get_length(in));
+		drop_upstream(s);
+		auth_end(s);
+		s->discarding = 1;
+		reply(s, 500, "5.5.6 Authentication exchange line is too long");
+		s->state = S_CMD;
+		return 1;
+	}
+	size_t len = (size_t)eol.pos;
+	char *line = len <= SASL_MAX_LINE ? malloc(len + 1) : NULL;
+	if (!line) {
+		evbuffer_drain(in, len + eol_len);
+		drop_upstream(s);
+		auth_end(s);
+		reply(s, 500, "5.5.6 Authentication exchange line is too long");
+		s->state = S_CMD;
+		return 1;
+	}
+	evbuffer_remove(in, line, len);
+	evbuffer_drain(in, eol_len);
+	line[len] = '\0';
+	if (!sasl_response_valid(line, len)) {
+		/* the upstream is mid-exchange: dropping it cancels that */
+		drop_upstream(s);
+		auth_end(s);
+		reply(s, 501, "5.5.2 Error: invalid authentication response (base64 expected)");
+		s->state = S_CMD;
+	} else if (!upstream_ready(s->up)) {
+		drop_upstream(s);
+		auth_end(s);
+		reply(s, 454, "4.7.0 Temporary authentication failure, try again later");
+		s->state = S_CMD;
+	} else {
+		if (len == 1 && line[0] == '*')
+			s->auth_cancel = 1;
+		else
+			auth_note(s, line, len);
+		s->state = S_WAIT;
+		set_read_timeout(s, 0);
+		upstream_command(s->up, line, on_auth_reply, s);
+	}
+	OPENSSL_cleanse(line, len);
+	free(line);
+	return 1;
+}
+
+/* Commands refused with 530 on a listener with tls = encrypt until the
+ * client has done STARTTLS. */
+static const enum smtp_verb needs_tls[] = {
+	SMTP_VERB_MAIL, SMTP_VERB_RCPT, SMTP_VERB_DATA, SMTP_VERB_AUTH, SMTP_VERB_BDAT,
+};
+
+static int tls_missing(const struct session *s, enum smtp_verb verb)
+{
+	if (s->tls || s->lconf->tls_level != MOAT_TLS_ENCRYPT)
+		return 0;
+	for (size_t i = 0; i < sizeof(needs_tls) / sizeof(needs_tls[0]); i++)
+		if (needs_tls[i] == verb)
+			return 1;
+	return 0;
+}
+
 static const struct {
 	enum smtp_verb verb;
 	void (*handler)(struct session *, const struct smtp_cmd *);
@@ -875,9 +1324,9 @@ static const struct {
 	{SMTP_VERB_VRFY, cmd_refused},
 	{SMTP_VERB_EXPN, cmd_refused},
 	{SMTP_VERB_ETRN, cmd_refused},
+	{SMTP_VERB_STARTTLS, cmd_starttls},
+	{SMTP_VERB_AUTH, cmd_auth},
 	/* not advertised; a client's XCLIENT/XFORWARD is never relayed */
-	{SMTP_VERB_STARTTLS, cmd_not_offered},
-	{SMTP_VERB_AUTH, cmd_not_offered},
 	{SMTP_VERB_BDAT, cmd_not_offered},
 	{SMTP_VERB_XCLIENT, cmd_not_offered},
 	{SMTP_VERB_XFORWARD, cmd_not_offered},
@@ -901,6 +1350,10 @@ static void dispatch(struct session *s, const char *line, size_t len)
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].verb == c.verb) {
+			if (tls_missing(s, c.verb)) {
+				reply(s, 530, "5.7.0 Must issue a STARTTLS command first");
+				return;
+			}
 			commands[i].handler(s, &c);
 			return;
 		}
@@ -1115,6 +1568,11 @@ static void process(struct session *s)
 				return;
 			continue;
 		}
+		if (s->state == S_AUTH) {
+			if (!process_auth(s))
+				return;
+			continue;
+		}
 		if (s->state != S_CMD)
 			return;
 		if (s->drain && !s->in_tx) {
@@ -1182,6 +1640,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	if (s->state == S_CLOSING)
 		session_free(s);
+	else if (s->state == S_STARTTLS)
+		tls_switch(s);
 	else if (s->state == S_CMD)
 		process(s);
 }
@@ -1190,6 +1650,26 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == S_TLS)
+			tls_established(s);
+		return;
+	}
+	if (s->state == S_TLS) {
+		char why[256];
+		if (what & BEV_EVENT_TIMEOUT) {
+			snprintf(why, sizeof(why), "timed out");
+		} else {
+			unsigned long e = bufferevent_get_openssl_error(s->bev);
+			tls_error_text(bufferevent_openssl_get_ssl(s->bev), e, why, sizeof(why));
+			while (bufferevent_get_openssl_error(s->bev))
+				;
+		}
+		moat_log(LOG_INFO, "session=%s client=%s: TLS handshake failed: %s", s->id,
+			 s->client_addr, why);
+		session_free(s);
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != S_CLOSING) {
 		moat_log(LOG_INFO, "session=%s client=%s: timeout %s", s->id, s->client_addr,
 			 s->state == S_DATA ? "in DATA" : s->state == S_WAIT ? "sending a reply"
@@ -1251,18 +1731,31 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 	make_id(s->id, sizeof(s->id));
 	moat_addr_host(peer, s->client_addr, sizeof(s->client_addr));
 	s->client_port = moat_addr_port(peer);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (lconf->tls_level != MOAT_TLS_NONE) {
+		struct listener *l = server_find_listener(srv, lconf->name);
+		s->tls_srv = tls_server_ref(l ? l->tls : NULL);
+	}
+	SSL *ssl = NULL;
+	if (lconf->tls_wrappermode && !(ssl = tls_server_ssl_new(s->tls_srv)))
+		s->bev = NULL;
+	else if (!lconf->tls_wrappermode)
+		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->resume_ev = event_new(srv->base, -1, 0, resume_cb, s);
 	s->final_ev = evtimer_new(srv->base, final_deadline_cb, s);
+	if (ssl && s->resume_ev && s->final_ev && tls_begin(s, ssl, fd) < 0)
+		fd = -1;	/* tls_begin() may have taken it */
+	else if (ssl && !s->bev)
+		SSL_free(ssl);
 	if (!s->bev || !s->resume_ev || !s->final_ev) {
 		if (s->final_ev)
 			event_free(s->final_ev);
-		if (!s->bev)
+		if (!s->bev && fd >= 0)
 			evutil_closesocket(fd);
 		if (s->bev)
 			bufferevent_free(s->bev);
 		if (s->resume_ev)
 			event_free(s->resume_ev);
+		tls_server_unref(s->tls_srv);
 		moat_config_unref(s->conf);
 		free(s);
 		return NULL;
@@ -1283,11 +1776,13 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 	s->ctx.workers = srv->workers;
 	s->ctx.filter_state = s->filter_state;
 
+	moat_log(LOG_INFO, "connect session=%s listener=%s client=%s:%d", s->id, lconf->name,
+		 s->client_addr, s->client_port);
+	if (ssl)
+		return s;	/* implicit TLS: the handshake first (tls_established()) */
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, IN_HIGH);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	moat_log(LOG_INFO, "connect session=%s listener=%s client=%s:%d", s->id, lconf->name,
-		 s->client_addr, s->client_port);
 	s->state = S_GREETING;
 	set_read_timeout(s, 0);
 	run_stage(s, MOAT_STAGE_CONNECT, greet_continue);
@@ -1315,9 +1810,17 @@ static void session_free(struct session *s)
 	tx_reset(s);
 	moat_verdict_clear(&s->sess_v);
 	moat_filters_session_end(s->filter_state);
+	auth_end(s);
+	free(s->auth_user);
+	if (s->tls_pending)
+		SSL_free(s->tls_pending);
+	tls_server_unref(s->tls_srv);
 	free(s->rcpts);
 	free(s->helo);
-	bufferevent_free(s->bev);
+	if (s->bev && s->tls)
+		SSL_shutdown(bufferevent_openssl_get_ssl(s->bev));	/* close_notify */
+	if (s->bev)
+		bufferevent_free(s->bev);
 	event_free(s->resume_ev);
 	event_free(s->final_ev);
 	if (s->prev)

@@ -1,6 +1,14 @@
 /*
  * upstream.c - the SMTP client side of the proxy: connect, greet, EHLO,
- * XCLIENT, commands, and the message with dot-stuffing.
+ * STARTTLS, XCLIENT, commands, and the message with dot-stuffing.
+ *
+ * The order of the opening is connect, 220, EHLO, [STARTTLS, handshake,
+ * EHLO], [XCLIENT, 220, EHLO]: TLS first, because STARTTLS resets the
+ * SMTP session (RFC 3207) and XCLIENT's attributes must hold for the
+ * session moat then uses. Whatever the upstream sent after its 220 to
+ * STARTTLS and before the handshake is discarded (and logged): it cannot
+ * be a reply to anything (CVE-2011-0411 class). With upstream_tls = may a
+ * failed handshake is retried once on a new connection without TLS.
  *
  * A small state machine over one bufferevent. Replies are parsed by
  * smtp_reply.c; the message is read back from the msg_spool in chunks and
@@ -11,9 +19,13 @@
 #include "upstream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +35,7 @@
 #include "log.h"
 #include "msg_spool.h"
 #include "smtp_data.h"
+#include "tls.h"
 #include "xtext.h"
 
 enum phase {
@@ -30,6 +43,8 @@ enum phase {
 	P_CONNECT,	/* TCP connect and greeting */
 	P_EHLO,
 	P_HELO,		/* EHLO refused: fallback */
+	P_STARTTLS,	/* waiting for 220 to STARTTLS */
+	P_HANDSHAKE,	/* TLS handshake */
 	P_XCLIENT,
 	P_EHLO2,
 	P_READY,
@@ -55,6 +70,10 @@ struct upstream {
 	void *arg;
 	int busy;		/* inside one of our libevent callbacks */
 	int doomed;		/* upstream_close() was called meanwhile */
+	int tls;		/* the handshake completed */
+	int plain_retry;	/* upstream_tls = may: TLS failed, this try is plain */
+	char tls_desc[128];
+	char error[300];
 	/* message streaming */
 	const char *head;
 	size_t head_len, head_off;
@@ -72,6 +91,7 @@ static const char *const status_text[] = {
 	[UPSTREAM_ECLOSED] = "connection closed",
 	[UPSTREAM_EPROTO] = "protocol error",
 	[UPSTREAM_ESPOOL] = "message spool read error",
+	[UPSTREAM_ETLS] = "TLS required but not available",
 };
 
 const char *upstream_status_text(enum upstream_status st)
@@ -95,6 +115,10 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
 	up->p.client_addr = dup_or_null(p->client_addr);
 	up->p.client_name = dup_or_null(p->client_name);
 	up->p.client_helo = dup_or_null(p->client_helo);
+	up->p.client_login = dup_or_null(p->client_login);
+	up->p.tls_name = dup_or_null(p->tls_name);
+	if (up->p.tls_ctx)
+		SSL_CTX_up_ref(up->p.tls_ctx);
 	smtp_reply_parser_init(&up->parser);
 	up->phase = P_IDLE;
 	return up;
@@ -102,6 +126,8 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
 
 static void destroy(struct upstream *up)
 {
+	if (up->bev && up->tls)
+		SSL_shutdown(bufferevent_openssl_get_ssl(up->bev));	/* close_notify */
 	if (up->bev)
 		bufferevent_free(up->bev);
 	smtp_reply_parser_free(&up->parser);
@@ -109,6 +135,9 @@ static void destroy(struct upstream *up)
 	free((char *)up->p.client_addr);
 	free((char *)up->p.client_name);
 	free((char *)up->p.client_helo);
+	free((char *)up->p.client_login);
+	free((char *)up->p.tls_name);
+	SSL_CTX_free(up->p.tls_ctx);
 	free(up);
 }
 
@@ -159,6 +188,16 @@ static void fail(struct upstream *up, enum upstream_status st)
 		bufferevent_disable(up->bev, EV_READ | EV_WRITE);
 	}
 	complete(up, st, NULL);
+}
+
+static void set_error(struct upstream *up, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void set_error(struct upstream *up, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(up->error, sizeof(up->error), fmt, ap);
+	va_end(ap);
 }
 
 static void send_line(struct upstream *up, const char *line)
@@ -224,12 +263,44 @@ static void send_xclient(struct upstream *up)
 		}
 		off += (size_t)snprintf(line + off, sizeof(line) - off, " HELO=%s", enc);
 	}
+	if ((want & SMTP_XCLIENT_LOGIN) && up->p.client_login && *up->p.client_login &&
+	    strlen(up->p.client_login) < 256) {
+		/* all of it or nothing: a cut name would be someone else's */
+		size_t el = xtext_encode(up->p.client_login, strlen(up->p.client_login), enc,
+					 sizeof(enc));
+		if (el < sizeof(enc) && off < sizeof(line) && el + 7 < sizeof(line) - off)
+			off += (size_t)snprintf(line + off, sizeof(line) - off, " LOGIN=%s", enc);
+	}
 	(void)off;
 	up->phase = P_XCLIENT;
 	send_line(up, line);
 }
 
 static void stream_more(struct upstream *up);
+static void start_tls(struct upstream *up);
+
+static int want_tls(const struct upstream *up)
+{
+	return !up->tls && !up->plain_retry && up->p.tls_level != MOAT_TLS_NONE;
+}
+
+/* After the last EHLO before XCLIENT (the first, or the one after TLS). */
+static void after_ehlo(struct upstream *up, const struct smtp_reply *r)
+{
+	if (up->p.xclient) {
+		/* Without ADDR, XCLIENT cannot say who the client is. */
+		if (!(up->caps.ext & SMTP_EXT_XCLIENT) ||
+		    !(up->caps.xclient & SMTP_XCLIENT_ADDR)) {
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_EXCLIENT, r);
+			return;
+		}
+		send_xclient(up);
+		return;
+	}
+	up->phase = P_READY;
+	complete(up, UPSTREAM_OK, r);
+}
 
 static void on_reply(struct upstream *up, struct smtp_reply *r)
 {
@@ -264,15 +335,21 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 		} else {
 			smtp_caps_parse(r, &up->caps);
 		}
-		if (up->phase == P_EHLO && up->p.xclient) {
-			/* Without ADDR, XCLIENT cannot say who the client is. */
-			if (!(up->caps.ext & SMTP_EXT_XCLIENT) ||
-			    !(up->caps.xclient & SMTP_XCLIENT_ADDR)) {
-				up->phase = P_DEAD;
-				complete(up, UPSTREAM_EXCLIENT, r);
+		if (up->phase == P_EHLO && want_tls(up)) {
+			if (up->caps.ext & SMTP_EXT_STARTTLS) {
+				up->phase = P_STARTTLS;
+				send_line(up, "STARTTLS");
 				return;
 			}
-			send_xclient(up);
+			if (up->p.tls_level == MOAT_TLS_ENCRYPT) {
+				set_error(up, "does not offer STARTTLS");
+				up->phase = P_DEAD;
+				complete(up, UPSTREAM_ETLS, r);
+				return;
+			}
+		}
+		if (up->phase == P_EHLO) {
+			after_ehlo(up, r);
 			return;
 		}
 		up->phase = P_READY;
@@ -285,6 +362,12 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 			return;
 		}
 		memset(&up->caps, 0, sizeof(up->caps));
+		if (up->p.tls_level == MOAT_TLS_ENCRYPT && !up->tls) {
+			set_error(up, "refused EHLO, so it offers no STARTTLS");
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_ETLS, r);
+			return;
+		}
 		if (up->p.xclient) {
 			up->phase = P_DEAD;
 			complete(up, UPSTREAM_EXCLIENT, r);
@@ -292,6 +375,21 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 		}
 		up->phase = P_READY;
 		complete(up, UPSTREAM_OK, r);
+		return;
+	case P_STARTTLS:
+		if (r->code == 220) {
+			start_tls(up);
+			return;
+		}
+		if (up->p.tls_level == MOAT_TLS_ENCRYPT) {
+			set_error(up, "refused STARTTLS with %d", r->code);
+			up->phase = P_DEAD;
+			complete(up, UPSTREAM_ETLS, r);
+			return;
+		}
+		/* may: go on in plain text on this connection */
+		up->plain_retry = 1;
+		after_ehlo(up, r);
 		return;
 	case P_XCLIENT:
 		/* Postfix answers 220 (a new greeting); accept any 2xx. */
@@ -371,7 +469,7 @@ static void read_lines(struct upstream *up, struct bufferevent *bev)
 	char *line;
 	size_t len;
 
-	while (up->phase != P_DEAD && !up->doomed &&
+	while (up->phase != P_DEAD && up->phase != P_HANDSHAKE && !up->doomed &&
 	       (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
 		int rc = smtp_reply_feed(&up->parser, line, len);
 		free(line);
@@ -387,7 +485,8 @@ static void read_lines(struct upstream *up, struct bufferevent *bev)
 			smtp_reply_clear(&r);
 		}
 	}
-	if (up->phase != P_DEAD && evbuffer_get_length(in) > 2 * SMTP_REPLY_MAX_LINE) {
+	if (up->phase != P_DEAD && up->phase != P_HANDSHAKE &&
+	    evbuffer_get_length(in) > 2 * SMTP_REPLY_MAX_LINE) {
 		moat_log(LOG_WARNING, "upstream sent an over-long reply line");
 		fail(up, UPSTREAM_EPROTO);
 	}
@@ -439,12 +538,20 @@ static void write_cb(struct bufferevent *bev, void *arg)
 
 static void handle_event(struct upstream *up, short what);
 
+static void tls_done(struct upstream *up);
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct upstream *up = arg;
 	(void)bev;
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		if (up->phase == P_HANDSHAKE) {
+			enter(up);
+			tls_done(up);
+			leave(up);
+		}
 		return;
+	}
 	if (up->phase == P_QUIT) {
 		destroy(up);
 		return;
@@ -454,10 +561,37 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	leave(up);
 }
 
+static int connect_now(struct upstream *up);
+
 static void handle_event(struct upstream *up, short what)
 {
 	if (what & BEV_EVENT_TIMEOUT) {
+		if (up->phase == P_HANDSHAKE)
+			set_error(up, "TLS handshake timed out");
 		fail(up, UPSTREAM_ETIMEOUT);
+		return;
+	}
+	if (up->phase == P_HANDSHAKE) {
+		char why[256];
+		unsigned long e = bufferevent_get_openssl_error(up->bev);
+		tls_error_text(bufferevent_openssl_get_ssl(up->bev), e, why, sizeof(why));
+		while (bufferevent_get_openssl_error(up->bev))
+			;
+		if (up->p.tls_level == MOAT_TLS_MAY) {
+			moat_log(LOG_NOTICE, "upstream: TLS handshake failed (%s); upstream_tls = may: "
+				 "trying again without TLS", why);
+			bufferevent_free(up->bev);
+			up->bev = NULL;
+			up->plain_retry = 1;
+			memset(&up->caps, 0, sizeof(up->caps));
+			smtp_reply_parser_free(&up->parser);
+			smtp_reply_parser_init(&up->parser);
+			if (connect_now(up) < 0)
+				fail(up, UPSTREAM_ECONNECT);
+			return;
+		}
+		set_error(up, "TLS handshake failed: %s", why);
+		fail(up, UPSTREAM_ETLS);
 		return;
 	}
 	if (up->phase == P_CONNECT && !(what & BEV_EVENT_EOF) &&
@@ -469,11 +603,74 @@ static void handle_event(struct upstream *up, short what)
 		 up->phase == P_CONNECT ? UPSTREAM_ECONNECT : UPSTREAM_ECLOSED);
 }
 
-void upstream_open(struct upstream *up, upstream_cb cb, void *arg)
+/* After 220 to STARTTLS: drop whatever else the upstream sent, then
+ * the handshake on the socket (a duplicate of it: the plain bufferevent
+ * closes its own). OpenSSL reads and writes the socket itself, so no
+ * callback runs inside a write. */
+static void start_tls(struct upstream *up)
 {
-	enter(up);
-	up->cb = cb;
-	up->arg = arg;
+	struct evbuffer *in = bufferevent_get_input(up->bev);
+	size_t junk = evbuffer_get_length(in);
+	struct bufferevent *tb;
+	evutil_socket_t fd;
+	SSL *ssl;
+
+	if (junk) {
+		moat_log(LOG_WARNING, "upstream sent %zu octets after its 220 to STARTTLS, before "
+			 "the TLS handshake; discarded", junk);
+		evbuffer_drain(in, junk);
+	}
+	smtp_reply_parser_free(&up->parser);
+	smtp_reply_parser_init(&up->parser);
+	ssl = up->p.tls_ctx ? tls_client_ssl_new(up->p.tls_ctx, up->p.tls_level, up->p.tls_verify,
+						 up->p.tls_name) : NULL;
+	if (!ssl) {
+		set_error(up, "cannot set up TLS (no context or out of memory)");
+		fail(up, UPSTREAM_ETLS);
+		return;
+	}
+	fd = fcntl(bufferevent_getfd(up->bev), F_DUPFD_CLOEXEC, 0);
+	bufferevent_free(up->bev);
+	up->bev = NULL;
+	if (fd < 0) {
+		SSL_free(ssl);
+		set_error(up, "cannot set up TLS: %s", strerror(errno));
+		fail(up, UPSTREAM_ETLS);
+		return;
+	}
+	tb = bufferevent_openssl_socket_new(up->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+					    BEV_OPT_CLOSE_ON_FREE);
+	if (!tb) {
+		/* Out of memory. libevent freed ssl (CLOSE_ON_FREE) and may
+		 * have closed fd: leaking it beats closing it twice. */
+		set_error(up, "cannot set up TLS (out of memory)");
+		fail(up, UPSTREAM_ETLS);
+		return;
+	}
+	up->bev = tb;
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	bufferevent_setcb(tb, read_cb, write_cb, event_cb, up);
+	bufferevent_setwatermark(tb, EV_WRITE, OUT_HIGH / 2, 0);
+	set_timeout(up, up->p.timeout);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	up->phase = P_HANDSHAKE;
+}
+
+/* The handshake is done: what was learned before is forgotten (RFC
+ * 3207 4.2), EHLO again. */
+static void tls_done(struct upstream *up)
+{
+	struct tls_info ti;
+	tls_info_get(bufferevent_openssl_get_ssl(up->bev), &ti);
+	snprintf(up->tls_desc, sizeof(up->tls_desc), "%s %s %d", ti.version, ti.cipher, ti.bits);
+	up->tls = 1;
+	memset(&up->caps, 0, sizeof(up->caps));
+	send_ehlo(up, P_EHLO);
+}
+
+/* Opens the TCP connection. Returns -1 on an immediate failure. */
+static int connect_now(struct upstream *up)
+{
 	/* Our own socket, close-on-exec: the milter and SPF worker
 	 * processes moatd starts must not inherit upstream connections. */
 	int fd = socket(up->p.addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -481,8 +678,7 @@ void upstream_open(struct upstream *up, upstream_cb cb, void *arg)
 	if (!up->bev) {
 		if (fd >= 0)
 			close(fd);
-		fail(up, UPSTREAM_ECONNECT);
-		return;
+		return -1;
 	}
 	bufferevent_setcb(up->bev, read_cb, write_cb, event_cb, up);
 	bufferevent_setwatermark(up->bev, EV_WRITE, OUT_HIGH / 2, 0);
@@ -491,11 +687,22 @@ void upstream_open(struct upstream *up, upstream_cb cb, void *arg)
 	up->phase = P_CONNECT;
 	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->p.addr.ss,
 				       (int)up->p.addr.len) < 0) {
-		/* Immediate failure (libevent reports refused connections
-		 * later, through event_cb). The callback may thus run inside
-		 * this call; callers resume through their own deferred event. */
 		bufferevent_free(up->bev);
 		up->bev = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void upstream_open(struct upstream *up, upstream_cb cb, void *arg)
+{
+	enter(up);
+	up->cb = cb;
+	up->arg = arg;
+	/* Immediate failure (libevent reports refused connections later,
+	 * through event_cb). The callback may thus run inside this call;
+	 * callers resume through their own deferred event. */
+	if (connect_now(up) < 0) {
 		up->phase = P_DEAD;
 		complete(up, UPSTREAM_ECONNECT, NULL);
 	}
@@ -529,6 +736,16 @@ void upstream_send_message(struct upstream *up, const char *head, size_t headlen
 const struct smtp_caps *upstream_caps(const struct upstream *up)
 {
 	return &up->caps;
+}
+
+const char *upstream_tls(const struct upstream *up)
+{
+	return up->tls ? up->tls_desc : NULL;
+}
+
+const char *upstream_error(const struct upstream *up)
+{
+	return up->error;
 }
 
 int upstream_ready(const struct upstream *up)

@@ -2,7 +2,8 @@
  * upstream.h - moat's SMTP client towards the upstream MTA.
  *
  * One struct upstream is one SMTP connection: opened (greeting, EHLO,
- * XCLIENT and EHLO again) when a session's first MAIL arrives, then used
+ * STARTTLS and EHLO again when asked to, XCLIENT and EHLO again) when a
+ * session's first MAIL (or AUTH) arrives, then used
  * for every transaction of that session. Each operation completes
  * through a callback on the loop; exactly one operation is outstanding
  * at a time. The session owns the upstream; upstream_close() hands it
@@ -12,11 +13,13 @@
 #define MOAT_UPSTREAM_H
 
 #include "addr.h"
+#include "config.h"
 #include "smtp_reply.h"
 
 struct event_base;
 struct msg_spool;
 struct upstream;
+struct ssl_ctx_st;
 
 enum upstream_status {
 	UPSTREAM_OK = 0,	/* a reply arrived (any code): see reply */
@@ -27,6 +30,7 @@ enum upstream_status {
 	UPSTREAM_ECLOSED,	/* the upstream closed the connection */
 	UPSTREAM_EPROTO,	/* malformed reply */
 	UPSTREAM_ESPOOL,	/* the held message could not be read */
+	UPSTREAM_ETLS,		/* upstream_tls = encrypt and no TLS: see upstream_error() */
 };
 
 const char *upstream_status_text(enum upstream_status st);
@@ -47,6 +51,12 @@ struct upstream_params {
 	const char *client_name;	/* "[UNAVAILABLE]" */
 	const char *client_helo;	/* NULL if none */
 	int client_esmtp;		/* PROTO=ESMTP or SMTP */
+	const char *client_login;	/* XCLIENT LOGIN after AUTH, or NULL */
+	/* STARTTLS towards the upstream */
+	enum moat_tls_level tls_level;
+	enum moat_tls_verify tls_verify;
+	struct ssl_ctx_st *tls_ctx;	/* NULL: no TLS (a reference is taken) */
+	const char *tls_name;		/* SNI and the name verified */
 };
 
 /* The params' strings are copied. */
@@ -68,6 +78,11 @@ void upstream_send_message(struct upstream *up, const char *head, size_t headlen
 			   upstream_cb cb, void *arg);
 
 const struct smtp_caps *upstream_caps(const struct upstream *up);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384 256" once TLS is up, else NULL. */
+const char *upstream_tls(const struct upstream *up);
+/* Why the connection failed (UPSTREAM_ETLS: "does not offer STARTTLS",
+ * "TLS handshake failed: ..."), or "". */
+const char *upstream_error(const struct upstream *up);
 int upstream_ready(const struct upstream *up);	/* open, idle, healthy */
 
 /* Drops any pending callback; sends QUIT when the connection is usable

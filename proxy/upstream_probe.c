@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 #include "upstream.h"
 
 struct probe {
@@ -26,12 +27,13 @@ static void on_probe(void *arg, enum upstream_status st, const struct smtp_reply
 	if (st == UPSTREAM_OK) {
 		server_learn_caps(p->srv, p->listener, upstream_caps(p->up));
 	} else {
+		const char *why = upstream_error(p->up);
 		if (r)
-			moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s (reply %d)",
-				 p->listener, upstream_status_text(st), r->code);
+			moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s%s%s (reply %d)",
+				 p->listener, upstream_status_text(st), *why ? ": " : "", why, r->code);
 		else
-			moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s",
-				 p->listener, upstream_status_text(st));
+			moat_log(LOG_WARNING, "listener=%s: upstream capability probe failed: %s%s%s",
+				 p->listener, upstream_status_text(st), *why ? ": " : "", why);
 	}
 	upstream_close(p->up);
 	free(p->listener);
@@ -42,9 +44,14 @@ void server_probe_all(struct server *srv)
 {
 	const struct moat_config *c = srv->conf;
 	for (size_t i = 0; i < c->nlisteners; i++) {
+		const struct moat_listener_conf *lc = &c->listeners[i];
+		struct listener *l = server_find_listener(srv, lc->name);
+		char name[256];
 		struct probe *p = calloc(1, sizeof(*p));
 		if (!p)
 			return;
+		/* with the listener's upstream_tls, as sessions do: some
+		 * upstreams offer AUTH only after STARTTLS */
 		struct upstream_params up = {
 			.addr = c->listeners[i].upstream_addr,
 			.ehlo_name = c->hostname,
@@ -53,6 +60,10 @@ void server_probe_all(struct server *srv)
 			.data_timeout = c->upstream_data_timeout,
 			.xclient = 0,
 			.client_addr = "127.0.0.1",
+			.tls_level = lc->upstream_tls_level,
+			.tls_verify = lc->upstream_tls_verify_id,
+			.tls_ctx = l ? l->tls_client : NULL,
+			.tls_name = tls_upstream_name(lc, name, sizeof(name)),
 		};
 		p->srv = srv;
 		p->listener = strdup(c->listeners[i].name);

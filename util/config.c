@@ -27,6 +27,8 @@
 #include "log.h"
 
 static const char *const role_choices[] = {"inbound", "submission", NULL};
+static const char *const tls_choices[] = {"none", "may", "encrypt", NULL};
+static const char *const tls_verify_choices[] = {"none", "ca", "hostname", NULL};
 static const char *const facility_choices[] = {
 	"mail", "daemon", "user", "local0", "local1", "local2", "local3",
 	"local4", "local5", "local6", "local7", NULL};
@@ -54,6 +56,12 @@ static const struct moat_opt global_opts[] = {
 	 "Error replies (4xx/5xx) in one session before moat answers 421 and disconnects."},
 	{"max_commands", MOAT_OPT_INT, G(max_commands), 10000, NULL, 10, 10000000, 0, NULL,
 	 "Commands in one session before moat answers 421 and disconnects."},
+	{"auth_max_failures", MOAT_OPT_INT, G(auth_max_failures), 3, NULL, 1, 1000, 0, NULL,
+	 "Failed AUTH attempts in one session before moat answers 421 4.7.0 and disconnects."},
+	{"auth_max_failures_per_client", MOAT_OPT_INT, G(auth_max_failures_per_client), 10, NULL, 0, 1000000, 0, NULL,
+	 "Failed AUTH attempts from one address within auth_failure_window before its AUTH commands get 421 4.7.0; 0 means no limit."},
+	{"auth_failure_window", MOAT_OPT_INT, G(auth_failure_window), 600, NULL, 1, DAY, 0, NULL,
+	 "Seconds over which auth_max_failures_per_client counts an address's failed AUTH attempts."},
 	{"client_timeout", MOAT_OPT_INT, G(client_timeout), 300, NULL, 1, DAY, 0, NULL,
 	 "Seconds to wait for the client's next command (RFC 5321: at least 300)."},
 	{"data_timeout", MOAT_OPT_INT, G(data_timeout), 300, NULL, 1, DAY, 0, NULL,
@@ -95,6 +103,28 @@ static const struct moat_opt listener_opts[] = {
 	 "Tell the upstream the real client's address, name and HELO with XCLIENT; without it the upstream sees moat's own address."},
 	{"proxy_address_untrusted", MOAT_OPT_BOOL, L(proxy_address_untrusted), 0, NULL, 0, 0, 0, NULL,
 	 "Required with xclient = no: states that the upstream does not trust moat's address (not in Postfix's mynetworks), which would otherwise make it an open relay."},
+	{"tls", MOAT_OPT_STR, L(tls), 0, "none", 0, 0, 0, tls_choices,
+	 "STARTTLS towards clients, as Postfix's smtpd_tls_security_level: \"none\" (not offered), \"may\" (offered), \"encrypt\" (offered, and MAIL, RCPT, DATA and AUTH get 530 5.7.0 before it)."},
+	{"tls_wrappermode", MOAT_OPT_BOOL, L(tls_wrappermode), 0, NULL, 0, 0, 0, NULL,
+	 "Implicit TLS (RFC 8314, port 465): every connection starts with the TLS handshake, no STARTTLS."},
+	{"tls_cert_file", MOAT_OPT_STR, L(tls_cert_file), 0, "", 0, 0, 0, NULL,
+	 "PEM file with the server certificate and its chain; required with tls or tls_wrappermode. Re-read on SIGHUP."},
+	{"tls_key_file", MOAT_OPT_STR, L(tls_key_file), 0, "", 0, 0, 0, NULL,
+	 "PEM file with the private key of tls_cert_file. Empty: the key is in tls_cert_file."},
+	{"tls_sni_chain_files", MOAT_OPT_STR_LIST, L(tls_sni_chain_files), 0, "{}", 0, 0, 0, NULL,
+	 "More certificates, each a PEM file holding the private key and the certificate chain; one is chosen when the name a client asks for (SNI) matches its certificate, else tls_cert_file is used."},
+	{"tls_ask_ccert", MOAT_OPT_BOOL, L(tls_ask_ccert), 0, NULL, 0, 0, 0, NULL,
+	 "Ask clients for a certificate (not verified, never required); its subject goes to the log line and to filters."},
+	{"auth", MOAT_OPT_BOOL, L(auth), 1, NULL, 0, 0, 0, NULL,
+	 "Offer AUTH to clients, only after TLS, when the upstream offers it, and relay the exchange to the upstream."},
+	{"upstream_tls", MOAT_OPT_STR, L(upstream_tls), 0, "none", 0, 0, 0, tls_choices,
+	 "STARTTLS towards the upstream, as Postfix's smtp_tls_security_level: \"none\", \"may\" (when offered), \"encrypt\" (required: without it mail is tempfailed with 451 4.7.5)."},
+	{"upstream_tls_verify", MOAT_OPT_STR, L(upstream_tls_verify), 0, "none", 0, 0, 0, tls_verify_choices,
+	 "With upstream_tls = encrypt, how the upstream's certificate is checked: \"none\", \"ca\" (its chain leads to a trusted CA) or \"hostname\" (that, and it names upstream_tls_name)."},
+	{"upstream_tls_ca_file", MOAT_OPT_STR, L(upstream_tls_ca_file), 0, "", 0, 0, 0, NULL,
+	 "PEM file with the CA certificates upstream_tls_verify trusts. Empty: the system's CA store."},
+	{"upstream_tls_name", MOAT_OPT_STR, L(upstream_tls_name), 0, "", 0, 0, 0, NULL,
+	 "The name the upstream's certificate must carry (upstream_tls_verify = hostname) and that moat sends as SNI. Empty: the host part of upstream."},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -668,6 +698,15 @@ const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt)
 	return opt_where(ctx->def->name, opt, ctx->c->path, 0, ctx->buf, sizeof(ctx->buf));
 }
 
+static enum moat_tls_level tls_level_id(const char *v)
+{
+	if (v && strcmp(v, "encrypt") == 0)
+		return MOAT_TLS_ENCRYPT;
+	if (v && strcmp(v, "may") == 0)
+		return MOAT_TLS_MAY;
+	return MOAT_TLS_NONE;
+}
+
 /* Checks what one option alone cannot: required options, addresses,
  * the XCLIENT safety rule, duplicate listen addresses, known filters. */
 static void check_config(struct moat_config *c, struct moat_config_errors *errs)
@@ -695,6 +734,24 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 		else if (moat_addr_parse(l->upstream, &l->upstream_addr, why, sizeof(why)) < 0)
 			add_error(errs, "%s: listener %s: upstream: %s",
 				  opt_where(l->name, "upstream", c->path, l->line, w, sizeof(w)), l->name, why);
+		l->tls_level = tls_level_id(l->tls);
+		if (l->tls_wrappermode)
+			l->tls_level = MOAT_TLS_ENCRYPT;
+		l->upstream_tls_level = tls_level_id(l->upstream_tls);
+		l->upstream_tls_verify_id = !l->upstream_tls_verify ? MOAT_TLS_VERIFY_NONE
+			: strcmp(l->upstream_tls_verify, "hostname") == 0 ? MOAT_TLS_VERIFY_HOSTNAME
+			: strcmp(l->upstream_tls_verify, "ca") == 0 ? MOAT_TLS_VERIFY_CA
+			: MOAT_TLS_VERIFY_NONE;
+		if (l->tls_level != MOAT_TLS_NONE && (!l->tls_cert_file || !*l->tls_cert_file))
+			add_error(errs, "%s: listener %s: %s needs tls_cert_file",
+				  opt_where(l->name, l->tls_wrappermode ? "tls_wrappermode" : "tls",
+					    c->path, l->line, w, sizeof(w)),
+				  l->name, l->tls_wrappermode ? "tls_wrappermode = yes" : "tls");
+		if (l->upstream_tls_verify_id != MOAT_TLS_VERIFY_NONE &&
+		    l->upstream_tls_level != MOAT_TLS_ENCRYPT)
+			add_error(errs, "%s: listener %s: upstream_tls_verify = %s needs upstream_tls = encrypt",
+				  opt_where(l->name, "upstream_tls_verify", c->path, l->line, w, sizeof(w)),
+				  l->name, l->upstream_tls_verify);
 		if (!l->xclient && !l->proxy_address_untrusted)
 			add_error(errs, "%s: listener %s: xclient = no needs proxy_address_untrusted = yes: "
 				  "without XCLIENT the upstream sees every client as moat's address; "

@@ -17,6 +17,9 @@
 #include "addr.h"
 
 enum moat_role { MOAT_ROLE_INBOUND = 0, MOAT_ROLE_SUBMISSION = 1 };
+/* TLS security levels, as Postfix names them (smtpd_tls_security_level). */
+enum moat_tls_level { MOAT_TLS_NONE = 0, MOAT_TLS_MAY = 1, MOAT_TLS_ENCRYPT = 2 };
+enum moat_tls_verify { MOAT_TLS_VERIFY_NONE = 0, MOAT_TLS_VERIFY_CA = 1, MOAT_TLS_VERIFY_HOSTNAME = 2 };
 
 /* One option of a table. offset is into the struct the table fills. */
 enum moat_opt_type {
@@ -111,10 +114,24 @@ struct moat_listener_conf {
 	char *upstream;
 	int xclient;
 	int proxy_address_untrusted;
+	char *tls;			/* "none", "may", "encrypt" */
+	int tls_wrappermode;		/* implicit TLS (RFC 8314) */
+	char *tls_cert_file;
+	char *tls_key_file;		/* "": the key is in tls_cert_file */
+	struct moat_str_list tls_sni_chain_files;
+	int tls_ask_ccert;
+	int auth;			/* relay AUTH over TLS when the upstream offers it */
+	char *upstream_tls;		/* "none", "may", "encrypt" */
+	char *upstream_tls_verify;	/* "none", "ca", "hostname" */
+	char *upstream_tls_ca_file;	/* "": the system's CA store */
+	char *upstream_tls_name;	/* "": the host part of upstream */
 	/* derived */
 	enum moat_role role_id;
 	struct moat_addr listen_addr;
 	struct moat_addr upstream_addr;
+	enum moat_tls_level tls_level;		/* MOAT_TLS_ENCRYPT with tls_wrappermode */
+	enum moat_tls_level upstream_tls_level;
+	enum moat_tls_verify upstream_tls_verify_id;
 };
 
 /* The milter front end (section `milter { }`, util/config.c declares it):
@@ -142,6 +159,9 @@ struct moat_config {
 	long max_recipients;
 	long max_errors;
 	long max_commands;
+	long auth_max_failures;
+	long auth_max_failures_per_client;
+	long auth_failure_window;
 	long client_timeout;
 	long data_timeout;
 	long upstream_connect_timeout;

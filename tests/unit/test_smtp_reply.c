@@ -2,6 +2,7 @@
  * test_smtp_reply - unit tests for the reply parser and EHLO capability
  * parsing/formatting (proxy/smtp_reply.c).
  */
+#include "sasl.h"
 #include "smtp_reply.h"
 #include "unit.h"
 
@@ -274,6 +275,7 @@ TEST(caps_postfix_ehlo)
 			| SMTP_EXT_AUTH | SMTP_EXT_CHUNKING | SMTP_EXT_XFORWARD));
 	CHECK(c.size == 10240000);
 	CHECK(c.xclient == 0xff);
+	CHECK(c.auth == (SASL_MECH_PLAIN | SASL_MECH_LOGIN));
 	smtp_caps_format(&c, buf, sizeof(buf));
 	CHECK(strcmp(buf, "PIPELINING SIZE=10240000 8BITMIME SMTPUTF8 "
 		     "ENHANCEDSTATUSCODES DSN XCLIENT=NAME,ADDR,PORT,PROTO,HELO,"
@@ -309,7 +311,7 @@ TEST(caps_details)
 
 TEST(caps_format_truncates)
 {
-	struct smtp_caps c = { SMTP_EXT_PIPELINING | SMTP_EXT_SIZE, 1000, 0 };
+	struct smtp_caps c = { SMTP_EXT_PIPELINING | SMTP_EXT_SIZE, 1000, 0, 0 };
 	char buf[32];
 
 	memset(buf, 'z', sizeof(buf));
