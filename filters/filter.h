@@ -184,6 +184,11 @@ const struct moat_msgctx *moat_call_ctx(const struct moat_filter_call *call);
 /* The filter's configuration (its struct, common part first). */
 const void *moat_call_conf(const struct moat_filter_call *call);
 enum moat_stage moat_call_stage(const struct moat_filter_call *call);
+/* What earlier filters recorded for this message (or session) so far:
+ * their symbols and authentication results (DMARC reads SPF's and
+ * DKIM's there). Read-only; valid until the stage function returns, or
+ * until moat_call_done(). NULL once the call is abandoned. */
+const struct moat_verdict *moat_call_verdict(const struct moat_filter_call *call);
 /* This filter's slot for the session (NULL pointer at first; what the
  * filter puts there is freed by its session_end()). NULL if the front
  * end keeps no session state. */

@@ -65,6 +65,11 @@ const void *moat_call_conf(const struct moat_filter_call *call)
 	return call->conf;
 }
 
+const struct moat_verdict *moat_call_verdict(const struct moat_filter_call *call)
+{
+	return call->run ? call->run->v : NULL;
+}
+
 enum moat_stage moat_call_stage(const struct moat_filter_call *call)
 {
 	return call->stage;
