@@ -11,7 +11,7 @@
 PREFIX    ?= /usr/local
 SYSCONFDIR ?= /etc
 CC        ?= cc
-PKGS      := libevent libevent_pthreads libevent_openssl libconfuse libunbound libidn2 hiredis libssl libcrypto
+PKGS      := libevent libevent_pthreads libevent_openssl libconfuse libunbound libidn2 hiredis libssl libcrypto libpsl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.1.0)
@@ -25,7 +25,7 @@ SAN       := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 LDLIBS    := $(PKG_LIBS) -lspf2 -lmilter -lpthread
 
 # Debian packages. Runtime and build: what `make demo` needs.
-DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunbound-dev libhiredis-dev libspf2-dev libidn2-dev libmilter-dev libssl-dev openssl postfix swaks
+DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunbound-dev libhiredis-dev libspf2-dev libidn2-dev libmilter-dev libssl-dev libpsl-dev publicsuffix openssl postfix swaks
 # The test suite adds clang's libFuzzer, Python for the test servers,
 # groff/man-db to lint the man pages, util-linux (unshare, script),
 # procps, miltertest (OpenDKIM's milter test driver), and the independent
