@@ -48,8 +48,11 @@ void moat_msglog(const struct moat_msglog *m)
 		char peer[300];
 		log_quoted(peer, sizeof(peer), m->tls_peer_subject,
 			   m->tls_peer_subject ? strlen(m->tls_peer_subject) : 0);
-		snprintf(tls, sizeof(tls), " tls=%s cipher=%s bits=%d%s%s%s", m->tls_version,
-			 m->tls_cipher ? m->tls_cipher : "-", m->tls_bits,
+		char bits[24] = "";
+		if (m->tls_bits > 0)	/* the milter's MTA does not say */
+			snprintf(bits, sizeof(bits), " bits=%d", m->tls_bits);
+		snprintf(tls, sizeof(tls), " tls=%s cipher=%s%s%s%s%s", m->tls_version,
+			 m->tls_cipher ? m->tls_cipher : "-", bits,
 			 peer[0] ? " tls_peer=\"" : "", peer, peer[0] ? "\"" : "");
 	}
 	if (m->auth_user) {

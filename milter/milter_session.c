@@ -388,6 +388,10 @@ static void log_message(SMFICTX *ctx, struct msess *s, int code, const char *rep
 		.stage_ms = s->stage_ms,
 		.seconds = (double)(now.tv_sec - s->tx_start.tv_sec) +
 			   (double)(now.tv_nsec - s->tx_start.tv_nsec) / 1e9,
+		/* from the MTA's macros ({tls_version}, {cipher}, {auth_authen}) */
+		.tls_version = s->tls_version,
+		.tls_cipher = s->tls_cipher,
+		.auth_user = s->auth_user,
 	};
 	moat_msglog(&m);
 }

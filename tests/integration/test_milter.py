@@ -471,6 +471,64 @@ def test_miltertest_callbacks():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+MT_AUTH_SCRIPT = r"""
+conn = mt.connect("inet:%(port)d@127.0.0.1", 40, 0.25)
+if conn == nil then error("no connection") end
+mt.macro(conn, SMFIC_CONNECT, "j", "mta.example", "{daemon_name}", "mt-submission")
+if mt.conninfo(conn, "laptop.example", "192.0.2.77") ~= nil then error("conninfo") end
+mt.macro(conn, SMFIC_HELO, "{tls_version}", "TLSv1.3", "{cipher}", "TLS_AES_256_GCM_SHA384")
+if mt.helo(conn, "laptop.example") ~= nil then error("helo") end
+mt.macro(conn, SMFIC_MAIL, "i", "MTAUTH1", "{auth_authen}", "alice", "{auth_type}", "PLAIN")
+if mt.mailfrom(conn, "<alice@example.net>") ~= nil then error("mail") end
+if mt.rcptto(conn, "<bob@example.org>") ~= nil then error("rcpt") end
+mt.header(conn, "From", "Alice <alice@example.net>")
+mt.header(conn, "To", "bob@example.org")
+mt.header(conn, "Subject", "authenticated")
+mt.eoh(conn)
+mt.bodystring(conn, "signed because authenticated\r\n")
+if mt.eom(conn) ~= nil then error("eom") end
+if not mt.eom_check(conn, MT_HDRINSERT, "DKIM-Signature") then error("not signed") end
+if not mt.eom_check(conn, MT_HDRINSERT, "Message-ID") then error("no Message-ID added before signing") end
+mt.disconnect(conn)
+"""
+
+
+@timed(40)
+def test_miltertest_auth_and_tls_macros():
+    """{auth_authen} from the MTA: the session counts as authenticated, its
+    mail is signed (sign_authenticated), and the log line shows the user and
+    the TLS macros."""
+    if not shutil.which("miltertest"):
+        print("# miltertest not installed: skipped")
+        return
+    keys = DkimKeys()
+    port = free_port()
+    conf = ('dkim {\n  key k1 { domain = "example.net" selector = "rsa1" file = "%s" }\n'
+            '  signing_table = {"example.net k1"}\n}\n' % keys.rsa_path)
+    m = Moatd([], binary=MOATD_HOOKTEST,
+              extra_conf=milter_conf(port, filters=("access", "dkim"), extra=conf))
+    m.start()
+    wait_for(lambda: port_listening(port), 10, what="the milter socket")
+    tmp = tempfile.mkdtemp(prefix="moat-mt.")
+    try:
+        path = os.path.join(tmp, "t.lua")
+        with open(path, "w") as f:
+            f.write(MT_AUTH_SCRIPT % {"port": port})
+        p = subprocess.run(["miltertest", "-s", path], capture_output=True, text=True, timeout=30)
+        eq(p.returncode, 0, "miltertest exit status (%s %s)" % (p.stdout[-500:], p.stderr[-500:]))
+        line = m.wait_log(r"msg session=.* queue_id=MTAUTH1")[0]
+        kv = parse_kv(line[line.index("msg "):])
+        eq(kv.get("auth"), "alice", "auth user from {auth_authen}: %r" % line)
+        eq(kv.get("tls"), "TLSv1.3", "tls from {tls_version}: %r" % line)
+        eq(kv.get("cipher"), "TLS_AES_256_GCM_SHA384", "cipher from {cipher}: %r" % line)
+        check("bits" not in kv, "no bits= when the MTA does not say: %r" % line)
+        m.wait_log(r"signed for alice@example\.net with d=example\.net s=rsa1")
+    finally:
+        m.stop()
+        keys.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     rc = run_tests(globals())
     if _zones is not None:
