@@ -306,6 +306,33 @@ def test_milter_dkim_sign_and_verify():
 
 
 @timed(90)
+def test_milter_spf_fail_rejected_with_moats_text():
+    """SPF in milter mode (worker processes started by the milter process):
+    a sender whose domain's SPF fails for the client is refused at MAIL
+    with moat's 550 5.7.23 and the domain's explanation in Postfix's
+    reply; a passing one goes through with spf=pass in
+    Authentication-Results."""
+    zones().add([("spf-fail.example.net", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
+                 ("spf-pass.example.net", "TXT", "v=spf1 ip4:127.0.0.7 -all")], reload=True)
+    with MilterRig(filters=("access", "dnsbl", "spf"),
+                   extra="spf {\n    reject_fail = yes\n}\n") as r:
+        c = r.client("127.0.0.7")
+        rep = c.cmd("MAIL FROM:<alice@spf-fail.example.net>")
+        eq(rep.code, 550, "MAIL from an SPF-failing sender: %s" % rep)
+        check("5.7.23" in str(rep) and "spf-fail.example.net" in str(rep),
+              "moat's SPF text in Postfix's reply: %s" % rep)
+        c.expect("RSET", 250)
+        body = make_body(headers=["From: <carol@spf-pass.example.net>", "To: <bob@example.org>",
+                                  "Subject: spf pass"], body_lines=["spf pass through milter"])
+        expect_reply(c.send_message(body, mail_from="carol@spf-pass.example.net",
+                                    rcpts=("bob@example.org",)), 250)
+        c.quit()
+        head = head_of(delivered_with(r.pf, b"spf pass through milter"))
+        check(re.search(r"spf=pass smtp\.mailfrom=spf-pass\.example\.net", head),
+              "Authentication-Results: %r" % head)
+
+
+@timed(90)
 def test_milter_reload_and_restart():
     """SIGHUP reloads the milter process (new connections see the new
     access list); a milter process that dies is restarted; the proxy
