@@ -79,11 +79,20 @@ $(B)/san/tests/%: tests/unit/%.c $(B)/san/libmoat.a tests/unit/unit.h
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -g $(SAN) $(BASECFLAGS) $(WARN) -Itests/unit -o $@ $< $(B)/san/libmoat.a $(LDLIBS)
 
-# libFuzzer targets: clang, each links the library sources it needs.
-FUZZ_CC := clang
-$(B)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(wildcard */*.h)
+# libFuzzer targets: clang; the library is compiled once with the fuzzer's
+# instrumentation (fuzzer-no-link) and every target links it.
+FUZZ_CC   := clang
+FUZZ_SAN  := -fsanitize=fuzzer-no-link,address,undefined
+FUZZ_OBJS := $(LIB_SRCS:%.c=$(B)/fuzzobj/%.o)
+$(B)/fuzzobj/%.o: %.c $(wildcard */*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(BASECFLAGS) $(WARN) -o $@ $< $(LIB_SRCS) $(LDLIBS)
+	$(FUZZ_CC) -g -O1 $(FUZZ_SAN) $(BASECFLAGS) $(WARN) -c -o $@ $<
+$(B)/fuzz/libmoat.a: $(FUZZ_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@; ar rcs $@ $^
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/fuzz/libmoat.a $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined $(BASECFLAGS) $(WARN) -o $@ $< $(B)/fuzz/libmoat.a $(LDLIBS)
 
 build-check: all $(B)/san/moatd $(B)/san/moat $(B)/san/moatd-hooktest $(B)/san/moat-hooktest $(UNIT_BINS) $(FUZZ_BINS)
 
