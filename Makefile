@@ -5,6 +5,8 @@
 #   make check      install packages, build under ASan+UBSan, run every test
 #   make fuzz       longer libFuzzer runs (FUZZ_SECONDS each)
 #   make install    install binaries, config and man pages under $(DESTDIR)$(PREFIX)
+#   make bench      install packages, build, benchmark; writes docs/PERFORMANCE.md
+#   make bench-quick  the same with small loads (a minute or two), for development
 #
 # Packages are Debian 12's; see DEMO_PKGS and CHECK_PKGS below.
 
@@ -33,6 +35,10 @@ DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunboun
 # python3-nacl for ed25519), Mail::DKIM, OpenDKIM's tools.
 CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools
 
+# Benchmarks (tests/bench/): Postfix's smtp-source/smtp-sink and a Postfix,
+# unbound for the test zones, OpenDKIM to compare the milter with.
+BENCH_PKGS := $(DEMO_PKGS) python3 python3-dnslib unbound opendkim procps bsdutils
+
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) \
 	     $(wildcard milter/*.c) $(wildcard filters/*.c) $(wildcard keys/*.c)
 B         := build
@@ -44,7 +50,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 HOOK_SRCS := $(wildcard tests/hooks/*.c)
 
-.PHONY: all check demo fuzz install clean deps-demo deps-check build-check
+.PHONY: all check demo fuzz install clean deps-demo deps-check build-check bench bench-quick deps-bench
 all: $(B)/moatd $(B)/moat
 
 $(B)/%.o: %.c $(wildcard */*.h)
@@ -108,6 +114,18 @@ demo: deps-demo
 check: deps-check
 	$(MAKE) build-check
 	sh tests/run.sh
+
+deps-bench:
+	@MOAT_PKGS="$(BENCH_PKGS)" sh tests/install-deps.sh
+$(B)/bench/dkim_speed: tests/bench/dkim_speed.c $(B)/libmoat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(BASECFLAGS) $(WARN) -o $@ $< $(B)/libmoat.a $(LDLIBS)
+bench: deps-bench
+	$(MAKE) all $(B)/bench/dkim_speed
+	/usr/bin/python3 tests/bench/run.py
+bench-quick: deps-bench
+	$(MAKE) all $(B)/bench/dkim_speed
+	/usr/bin/python3 tests/bench/run.py --quick
 
 FUZZ_SECONDS ?= 300
 fuzz: $(FUZZ_BINS)

@@ -1,0 +1,279 @@
+#!/usr/bin/python3
+"""run.py - runs every benchmark of tests/bench/ and writes the report.
+
+    /usr/bin/python3 tests/bench/run.py            # make bench: docs/PERFORMANCE.md
+    /usr/bin/python3 tests/bench/run.py --quick    # make bench-quick: smaller loads,
+                                                   # fewer runs, build/bench/PERFORMANCE.quick.md
+    ... [--out FILE] [--only proxy,pipeline,crypto,milter]
+
+Expects the release build (build/moatd, build/moat, build/bench/dkim_speed)
+and the packages of BENCH_PKGS (the Makefile's bench targets see to both).
+The report holds the machine facts, the exact commands, and per case a
+table of medians and ranges over the timed runs (a warm-up round comes
+first and is not counted); ratios are taken pairwise within a round.
+"""
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
+import benchlib  # noqa: E402
+import crypto_bench  # noqa: E402
+import milter_bench  # noqa: E402
+import proxy_bench  # noqa: E402
+
+FULL = {"runs": 5, "ceiling": ((10000, 10240), (2000, 102400)), "pipeline": 5000,
+        "milter": 2000, "crypto_runs": 5}
+QUICK = {"runs": 2, "ceiling": ((2000, 10240), (400, 102400)), "pipeline": 1000,
+         "milter": 300, "crypto_runs": 1}
+
+
+def f(st, digits=0, key=None):
+    """'median (min–max)' of a stats dict."""
+    if st is None:
+        return ""
+    fmt = "%%.%df" % digits
+    if st["n"] == 1 or st["min"] == st["max"]:
+        return fmt % st["median"]
+    return (fmt + " (" + fmt + "–" + fmt + ")") % (st["median"], st["min"], st["max"])
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def commands(cmds):
+    return "```\n" + "\n".join(cmds) + "\n```"
+
+
+def target(ok, text):
+    return "- %s %s" % ("**met**:" if ok else "**missed**:", text)
+
+
+def section_ceiling(r, targets):
+    out = ["## 1. Proxy ceiling: moatd without filters", "",
+           "smtp-source → smtp-sink directly, against smtp-source → moatd (`-o filters=`) → "
+           "smtp-sink, %d concurrent sessions, one message per SMTP session (smtp-source's "
+           "default: every message is a new client session and, through moatd, a new "
+           "upstream session). smtp-sink offers XCLIENT without ADDR, so this listener relays "
+           "with `xclient = no` (one round trip fewer than in front of Postfix)." % r["sessions"],
+           ""]
+    for load in r["loads"]:
+        rows = []
+        for row in load["rows"]:
+            rows.append([row["name"], f(row["rate"]), f(row.get("ratio"), 2),
+                         f(row.get("cpu_ms"), 3),
+                         "%d" % (row["rss_peak_kb"] // 1) if "rss_peak_kb" in row else "",
+                         "%.0f / %.0f" % (row["lat_p50_ms"], row["lat_p99_ms"])
+                         if "lat_p50_ms" in row else ""])
+            if "ratio" in row and load["size"] == 10240:
+                targets.append(target(row["ratio"]["median"] >= 0.6,
+                                      "proxy pass-through at 10 KB is %.2f of direct (target "
+                                      "at least 0.6)" % row["ratio"]["median"]))
+        out += ["### %d messages × %d KB" % (load["count"], load["size"] // 1024), "",
+                table(["path", "msg/s", "ratio to direct", "moatd CPU ms/msg",
+                       "moatd peak RSS KB", "moatd time/msg p50 / p99 ms"], rows), ""]
+    out += ["moatd's memory: %d KB resident idle, %d KB peak (VmHWM) over every run of this "
+            "case." % (r["idle_rss_kb"], r["hwm_kb"]), "", commands(r["commands"]), ""]
+    return out
+
+
+def section_pipeline(r, targets):
+    out = ["## 2. Proxy with the full inbound pipeline", "",
+           "The same %d-octet message, DKIM-signed (rsa-sha256, 2048 bits) by `moat sign`, "
+           "sent %d times at %d sessions directly, through moatd without filters, and "
+           "through moatd with `filters = {\"dnsbl\", \"spf\", \"dkim\"}`: two IP lists and "
+           "one domain list, SPF of MAIL FROM and HELO (libspf2 workers), DKIM verification. "
+           "DNS comes from a local unbound serving the test zones; moat's resolver caches, "
+           "so after the first message the lists, SPF records and the key are cache hits, as "
+           "for a repeated sender. Symbols each message got: `%s`. The CPU figure includes "
+           "moatd's SPF worker processes." % (r["size"], r["count"], r["sessions"],
+                                              r["symbols"]), ""]
+    rows = []
+    for row in r["rows"]:
+        rows.append([row["name"], f(row.get("rate")), f(row.get("ratio"), 2),
+                     f(row.get("cpu_ms"), 3) if "cpu_ms" in row else f(row.get("cpu_ratio"), 2),
+                     "%.0f / %.0f" % (row["lat_p50_ms"], row["lat_p99_ms"])
+                     if "lat_p50_ms" in row else ""])
+        if row["name"] == "moatd, full pipeline":
+            targets.append(target(row["ratio"]["median"] >= 0.45,
+                                  "full inbound pipeline is %.2f of direct (target at least "
+                                  "0.45); moatd's time per message p99 %.0f ms against %.0f ms "
+                                  "without filters in the same run"
+                                  % (row["ratio"]["median"], row["lat_p99_ms"],
+                                     [x for x in r["rows"] if x["name"] == "moatd, no filters"]
+                                     [0]["lat_p99_ms"])))
+    out += [table(["path", "msg/s", "ratio", "moatd CPU ms/msg (last row: ratio)",
+                   "moatd time/msg p50 / p99 ms"], rows), "",
+            "The last row compares the two moatd variants round by round (throughput ratio; "
+            "CPU per message ratio). *time/msg* is the `time=` of moatd's `msg` log lines "
+            "(MAIL to the final reply, millisecond resolution), all messages of all timed "
+            "runs.", "", commands(r["commands"]), ""]
+    return out
+
+
+def section_crypto(r, targets):
+    out = ["## 3. DKIM signing and verification against the raw crypto", "",
+           "`build/bench/dkim_speed` (tests/bench/dkim_speed.c, linked with build/libmoat.a) "
+           "runs moat's own code on one core with the key parsed once: *sign* is the body hash "
+           "(relaxed) plus `dkim_sign()` (header selection, canonicalization, the signature), "
+           "as the daemon does per message; *verify* is a whole `dkim_verifier` run over the "
+           "signed message (parse the signature, parse the key record as DNS returns it, hash "
+           "the body, check). `openssl speed` (%d s per figure) runs in the same round. Both "
+           "count operations per CPU second of their process (openssl speed's default, user "
+           "time; dkim_speed, user + system), so load from elsewhere on the machine does not "
+           "count against either." %
+           r["seconds"], ""]
+    rows = []
+    for row in r["rows"]:
+        rows.append([row["name"], f(row["rate"]), f(row.get("ratio"), 2)])
+        n = row["name"]
+        if n == "moat rsa2048 sign, 1 KB message":
+            targets.append(target(row["ratio"]["median"] >= 0.8,
+                                  "rsa-sha256 signing of 1 KB messages is %.2f of `openssl "
+                                  "speed` rsa2048 sign (target at least 0.8)"
+                                  % row["ratio"]["median"]))
+        if n == "moat ed25519 sign, 1 KB message":
+            targets.append(target(row["ratio"]["median"] >= 0.5,
+                                  "ed25519-sha256 signing of 1 KB messages is %.2f of `openssl "
+                                  "speed` ed25519 sign (target at least 0.5)"
+                                  % row["ratio"]["median"]))
+    out += [table(["operation", "per second", "ratio to openssl speed"], rows), "",
+            commands(r["commands"]), ""]
+    return out
+
+
+def section_milter(r, targets):
+    out = ["## 4. Milter: DKIM signing in front of Postfix", "",
+           "Four throwaway Postfix instances (smtpd on loopback, relaying to their own "
+           "`smtp-sink -c`) side by side: no milter; moatd's milter with no filter (the "
+           "control: what the milter protocol alone costs); moatd's milter signing; Debian's "
+           "OpenDKIM %s signing. Both sign rsa-sha256 (2048 bits, the same key) "
+           "relaxed/relaxed. smtp-source "
+           "sends %d × %d octets at %d sessions through each in turn. msg/s is end to end: "
+           "from smtp-source's start until smtp-sink has counted every message (Postfix "
+           "queues, then relays). The warm-up round checks that every relayed message of the "
+           "two signing set-ups (and no other) carries a DKIM-Signature (Postfix smtp_header_checks, off in "
+           "the timed rounds). Filter CPU: moatd with its milter process; opendkim. Postfix "
+           "CPU: its master and every daemon it ran, exited ones included."
+           % (r.get("opendkim_version", ""), r["count"], r["size"], r["sessions"]), ""]
+    rows = []
+    for row in r["rows"]:
+        rows.append([row["name"], f(row.get("rate")), f(row.get("ratio"), 2),
+                     f(row.get("cpu_ms"), 2) if "cpu_ms" in row else f(row.get("cpu_ratio"), 2),
+                     f(row.get("postfix_cpu_ms"), 2)])
+    m = [x for x in r["rows"] if x["name"] == "Postfix + moatd milter"][0]
+    o = [x for x in r["rows"] if x["name"] == "moatd / OpenDKIM"][0]
+    od = [x for x in r["rows"] if x["name"] == "Postfix + OpenDKIM"][0]
+    nf = [x for x in r["rows"] if x["name"] == "Postfix + moatd milter, no filters"][0]
+    targets.append(target(m["ratio"]["median"] >= 0.9,
+                          "Postfix + moatd signing keeps %.2f of Postfix-alone throughput "
+                          "(target at least 0.9; OpenDKIM keeps %.2f in the same run, and "
+                          "moatd's milter with no filter at all %.2f)"
+                          % (m["ratio"]["median"], od["ratio"]["median"],
+                             nf["ratio"]["median"])))
+    targets.append(target(o["cpu_ratio"]["median"] <= 0.2,
+                          "moatd's CPU per signed message is %.2f of OpenDKIM's (target at "
+                          "most 0.2): %.2f ms against %.2f ms"
+                          % (o["cpu_ratio"]["median"], m["cpu_ms"]["median"],
+                             od["cpu_ms"]["median"])))
+    out += [table(["set-up", "msg/s end to end", "ratio to Postfix alone",
+                   "filter CPU ms/msg (last row: ratio)", "Postfix CPU ms/msg"], rows), "",
+            commands(r["commands"]), ""]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    ap.add_argument("--only", default="proxy,pipeline,crypto,milter")
+    a = ap.parse_args()
+    p = QUICK if a.quick else FULL
+    if a.out:
+        out_path = a.out
+    elif a.quick:
+        out_path = os.path.join(benchlib.ROOT, "build", "bench", "PERFORMANCE.quick.md")
+    else:
+        out_path = os.path.join(benchlib.ROOT, "docs", "PERFORMANCE.md")
+    only = set(a.only.split(","))
+    facts = benchlib.machine()
+    t0 = time.time()
+    results, failures = {}, []
+    steps = [("proxy", lambda: proxy_bench.ceiling(runs=p["runs"], loads=p["ceiling"])),
+             ("pipeline", lambda: proxy_bench.pipeline(runs=p["runs"], count=p["pipeline"])),
+             ("crypto", lambda: crypto_bench.run(runs=p["crypto_runs"])),
+             ("milter", lambda: milter_bench.run(runs=p["runs"], count=p["milter"]))]
+    for name, fn in steps:
+        if name not in only:
+            continue
+        sys.stderr.write("== %s\n" % name)
+        try:
+            results[name] = fn()
+        except benchlib.BenchError as e:
+            failures.append("%s: %s" % (name, e))
+            traceback.print_exc()
+        finally:
+            benchlib.Procs.stop_all()
+    if "milter" in results:
+        results["milter"]["opendkim_version"] = opendkim_version()
+    elapsed = time.time() - t0
+
+    targets = []
+    body = []
+    for name, sec in (("proxy", section_ceiling), ("pipeline", section_pipeline),
+                      ("crypto", section_crypto), ("milter", section_milter)):
+        if name in results:
+            body += sec(results[name], targets)
+    doc = [
+        "# moat performance", "",
+        "Written by `make %s` (tests/bench/run.py) on %s; it took %.1f minutes. "
+        "Re-run it to refresh this file." % ("bench-quick" if a.quick else "bench",
+                                              facts["date"], elapsed / 60), "",
+        "Every case runs on loopback against real parts (Postfix's smtp-source and "
+        "smtp-sink, Postfix, unbound, OpenDKIM, the release build of moatd). Loads are fixed "
+        "in size. Each case starts with a warm-up round that is not counted, then %d timed "
+        "rounds; within a round the variants run one after the other (A B A B ...). "
+        "Tables give the **median (min–max)** over the rounds; a ratio is taken within each "
+        "round, then summarised." % p["runs"], "",
+        "**Noise.** The machine is shared: other builds and tests ran while this was "
+        "measured (load average %s at the start). Absolute msg/s move with that load from run "
+        "to run; the side-by-side ratios are the figures to compare." % facts["load"], "",
+        "## Machine", "",
+        table(["", ""], [["CPUs (nproc)", str(facts["nproc"])], ["CPU", facts["cpu"]],
+                         ["memory", facts["mem_gb"] + " GB"], ["kernel", facts["kernel"]],
+                         ["Postfix", facts["postfix"]], ["OpenSSL", facts["openssl"]],
+                         ["date", facts["date"]]]), "",
+        "## Targets (issue #12)", ""] + (targets or ["- none measured"]) + [""]
+    if failures:
+        doc += ["## Failed cases", ""] + ["- " + x for x in failures] + [""]
+    doc += body
+    notes = os.path.join(HERE, "NOTES.md")
+    if os.path.exists(notes) and not a.quick:
+        with open(notes) as fh:
+            doc += [fh.read().rstrip(), ""]
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    with open(out_path, "w") as fh:
+        fh.write("\n".join(doc))
+    sys.stderr.write("wrote %s (%.1f min)\n" % (out_path, elapsed / 60))
+    return 1 if failures else 0
+
+
+def opendkim_version():
+    import subprocess
+    try:
+        v = subprocess.run(["opendkim", "-V"], capture_output=True, text=True).stdout
+        return v.split("\n")[0].replace("opendkim: OpenDKIM Filter ", "")
+    except OSError:
+        return ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())
