@@ -383,6 +383,14 @@ def run_scenario(scn, timeout=1, opts=(), binary=None):
             r = moat_spf(t.host, t.mailfrom, t.helo, dns.address, timeout=timeout, opts=opts,
                          binary=binary)
             ok, why = judge(t, r)
+            if not ok:
+                # A loaded machine can make the test server miss a 1 s
+                # query timeout; a wrong answer stays wrong with a longer
+                # one, a slow server does not.
+                r = moat_spf(t.host, t.mailfrom, t.helo, dns.address, timeout=timeout * 5,
+                             opts=opts, binary=binary)
+                ok, why2 = judge(t, r)
+                why = why2 if not ok else ""
             out.append(Outcome(t, r, ok, why))
         return out, dns.spf_type_queries()
 
