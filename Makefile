@@ -32,8 +32,9 @@ DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunboun
 # groff/man-db to lint the man pages, util-linux (unshare, script),
 # procps, miltertest (OpenDKIM's milter test driver), and the independent
 # DKIM implementations the interop tests check against: dkimpy (python3-dkim,
-# python3-nacl for ed25519), Mail::DKIM, OpenDKIM's tools.
-CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools
+# python3-nacl for ed25519), Mail::DKIM, OpenDKIM's tools; headless
+# chromium loads the status page (tests/integration/test_metrics.py).
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools chromium dpkg-dev debhelper
 
 # Benchmarks (tests/bench/): Postfix's smtp-source/smtp-sink and a Postfix,
 # unbound for the test zones, OpenDKIM to compare the milter with.
@@ -138,6 +139,7 @@ install: all
 	install -m 755 $(B)/moatd $(DESTDIR)$(PREFIX)/sbin/moatd
 	install -m 755 $(B)/moat $(DESTDIR)$(PREFIX)/bin/moat
 	install -d -m 700 $(DESTDIR)/var/spool/moat
+	if getent passwd moat >/dev/null; then chown moat:moat $(DESTDIR)/var/spool/moat; fi
 	for f in conf/*.conf; do t=$(DESTDIR)$(SYSCONFDIR)/moat/$$(basename $$f); \
 	  test -e $$t || install -m 644 $$f $$t; done
 	install -m 644 man/moat.1 $(DESTDIR)$(PREFIX)/share/man/man1/

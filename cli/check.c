@@ -3,11 +3,13 @@
  * pipeline the daemon uses, and print the verdict.
  *
  *	moat check --ip ADDR --helo NAME --from ADDR --rcpt ADDR [--rcpt ...]
- *		   [--listener NAME] MSGFILE
+ *		   [--listener NAME] [--trace] MSGFILE
  *
  * The stages run in order (connect, HELO, MAIL, each RCPT, end of
  * message) on a real event loop, so filters that wait for DNS or Redis
  * behave as in moatd. A file with bare LF line ends is read as CRLF.
+ * --trace prints, as they happen, the lines filters trace: what each
+ * looked up and what it got (moat_call_trace(), filters/filter.h).
  * Exit status: 0 accept, 1 add_header, 2 tempfail, 3 reject, 4 discard;
  * 64 usage, 65 unreadable message, 78 configuration error.
  * Owns the loop, the verdicts and the message for the run.
@@ -176,7 +178,13 @@ static int stream_message(struct run *run)
 static void usage(void)
 {
 	fprintf(stderr, "usage: moat [-c file] [-o name=value]... check --ip ADDR --helo NAME "
-		"--from ADDR --rcpt ADDR [--rcpt ADDR]... [--listener NAME] MSGFILE\n");
+		"--from ADDR --rcpt ADDR [--rcpt ADDR]... [--listener NAME] [--trace] MSGFILE\n");
+}
+
+static void print_trace(void *arg, const char *filter, enum moat_stage st, const char *line)
+{
+	(void)arg;
+	printf("  trace %-8s %-7s %s\n", moat_stage_name(st), filter, line);
 }
 
 int moat_cli_check(const struct moat_config *c, int argc, char **argv)
@@ -187,6 +195,7 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 		{"from", required_argument, NULL, 'f'},
 		{"rcpt", required_argument, NULL, 'r'},
 		{"listener", required_argument, NULL, 'l'},
+		{"trace", no_argument, NULL, 't'},
 		{NULL, 0, NULL, 0},
 	};
 	struct run run;
@@ -214,6 +223,7 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 			run.rcpts[run.nrcpts++] = optarg;
 			break;
 		case 'l': listener = optarg; break;
+		case 't': run.ctx.trace = print_trace; break;
 		default: usage(); return 64;
 		}
 	}

@@ -14,10 +14,13 @@
  *	dns NAME [TYPE]	one lookup through moat's resolver (dns.c)
  *	dnsbl ADDR|NAME	look it up in the configured DNS lists (dnsbl.c)
  *	spf IP SENDER [HELO]  one SPF check, as the spf filter does it (spf.c)
+ *	dmarc DOMAIN | dmarc report ...  DMARC records, aggregate reports (dmarc.c)
  *	keygen ...	make a DKIM key pair and its DNS record (keygen.c)
  *	keycheck ...	compare a published DKIM key with a key file (keycheck.c)
  *	sign ...	DKIM-sign a message file as the daemon would (sign.c)
  *	verify [FILE]	check a message's DKIM signatures (verify.c)
+ *	status, reload	ask the running moatd, through its control socket (ctl.c)
+ *	rep show|clear X  reputation counts moatd holds (rep.c)
  *	version		print the version
  *
  * A command that needs the configuration gets it loaded (exit 78 with
@@ -30,11 +33,14 @@
 
 #include "check.h"
 #include "config.h"
+#include "ctl.h"
+#include "dmarc.h"
 #include "dns.h"
 #include "dnsbl.h"
 #include "filter.h"
 #include "keycheck.h"
 #include "keygen.h"
+#include "rep.h"
 #include "sign.h"
 #include "spf.h"
 #include "spf_worker.h"
@@ -77,7 +83,7 @@ static int cmd_config(const struct moat_config *c, int argc, char **argv)
 
 static const struct {
 	const char *name;
-	int needs_config;
+	int needs_config;	/* 0 no, 1 yes, 2 if it can be read */
 	int (*run)(const struct moat_config *c, int argc, char **argv);
 	const char *usage;
 } commands[] = {
@@ -97,6 +103,11 @@ static const struct {
 	 "spf IP SENDER [HELO]  one SPF check (SENDER \"\": the null sender); first line\n"
 	 "              spf=RESULT; exit 0 pass, 1 fail, 2 softfail, 3 neutral, 4 none,\n"
 	 "              5 temperror, 6 permerror"},
+	{"dmarc", 1, moat_cli_dmarc,
+	 "dmarc DOMAIN  the DMARC record and policy for mail From: DOMAIN; exit 0 a\n"
+	 "              record, 1 none, 2 temperror, 3 permerror\n"
+	 "  dmarc report --domain DOMAIN [--since AGE] [--until AGE]  the aggregate\n"
+	 "              report (RFC 7489 XML) of the data moatd kept in Redis"},
 	{"keygen", 0, moat_cli_keygen,
 	 "keygen -d DOMAIN -s SELECTOR [-k rsa|ed25519] [-b BITS] [-t] [-r] [-D DIR]\n"
 	 "              write DIR/SELECTOR.private and DIR/SELECTOR.txt (its DNS record)"},
@@ -109,6 +120,14 @@ static const struct {
 	{"verify", 1, moat_cli_verify,
 	 "verify [FILE]  check the message's DKIM signatures, one dkim=RESULT line each;\n"
 	 "              exit 0 all pass, 1 fail or permerror, 2 temperror, 3 none"},
+	{"status", 2, moat_cli_status,
+	 "status [-s SOCKET]  what the running moatd is doing (its control_socket)"},
+	{"reload", 2, moat_cli_reload,
+	 "reload [-s SOCKET]  make moatd re-read its configuration, as SIGHUP; exit 1\n"
+	 "              with the errors if it is refused (the running one stays)"},
+	{"rep", 2, moat_cli_rep,
+	 "rep [-s SOCKET] show|clear ADDRESS|NETWORK|DOMAIN  read or delete reputation\n"
+	 "              counts in the running moatd's store"},
 	{"version", 0, cmd_version, "version       print the version"},
 };
 
@@ -150,8 +169,14 @@ int main(int argc, char **argv)
 			continue;
 		struct moat_config *c = NULL;
 		struct moat_config_errors errs;
-		if (commands[i].needs_config &&
+		/* needs_config 2: the configuration if it can be read (the
+		 * command can do without it) */
+		if (commands[i].needs_config == 2 &&
 		    moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
+			moat_config_errors_free(&errs);
+			c = NULL;
+		} else if (commands[i].needs_config == 1 &&
+			   moat_config_load(path, overrides, noverrides, &c, &errs) < 0) {
 			for (size_t j = 0; j < errs.n; j++)
 				fprintf(stderr, "%s\n", errs.msg[j]);
 			moat_config_errors_free(&errs);

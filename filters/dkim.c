@@ -75,15 +75,17 @@ static void dkim_session_end(void *state)
 	free(m);
 }
 
-static int sign_wanted(const struct dkim_conf *c, const struct moat_msgctx *ctx)
+/* Why the message is one to sign, or NULL: it is to be verified. */
+static const char *sign_wanted(const struct dkim_conf *c, const struct moat_msgctx *ctx)
 {
 	if (c->nkeys == 0 || c->table.n == 0)
-		return 0;
+		return NULL;
 	if (ctx->role == MOAT_ROLE_SUBMISSION)
-		return 1;
+		return "submission listener";
 	if (c->sign_authenticated && ctx->auth_user)
-		return 1;
-	return moat_net_match(c->nets, c->nnets, ctx->client_addr);
+		return "authenticated client";
+	return moat_net_match(c->nets, c->nnets, ctx->client_addr) ? "client in sign_networks"
+								    : NULL;
 }
 
 /* The header block is complete (block: the fields, without the blank
@@ -170,7 +172,7 @@ static void dkim_data(const void *conf, const struct moat_msgctx *ctx, void **st
 	if (!buf) {
 		msg_reset(m);
 		m->started = 1;
-		m->sign = sign_wanted(c, ctx);
+		m->sign = sign_wanted(c, ctx) != NULL;
 		m->verify = c->verify && !m->sign;
 		if (m->sign && !(m->sbh = dkim_body_hash_new(c->bcanon, DKIM_HASH_SHA256, -1)))
 			m->oom = 1;
@@ -239,6 +241,9 @@ static void results(struct moat_filter_call *call, const struct dkim_conf *c,
 			snprintf(comment, sizeof(comment), "%s", r->reason ? r->reason : "");
 		moat_call_auth_result(call, "dkim", dkim_status_name(r->status), props,
 				      comment[0] ? comment : NULL);
+		moat_call_trace(call, "signature %zu: %s: %s%s%s%s", i + 1, props,
+				dkim_status_name(r->status), comment[0] ? " (" : "", comment,
+				comment[0] ? ")" : "");
 		if (r->testing && r->status != DKIM_PASS) {
 			tally_add(&testing, r->domain);	/* RFC 6376 3.6.1: t=y, not scored */
 			continue;
@@ -288,6 +293,9 @@ static void key_answer(void *arg, const struct moat_dns_answer *a)
 	enum dkim_key_status st = DKIM_KEY_OK;
 
 	kq->q = NULL;
+	moat_call_trace(m->call, "key of signature %zu: %s TXT -> %s (%zu record%s, %.0f ms)",
+			kq->index + 1, a->name, moat_dns_status_name(a->status), a->n,
+			a->n == 1 ? "" : "s", a->ms);
 	if (a->status == MOAT_DNS_NXDOMAIN || a->status == MOAT_DNS_NODATA)
 		st = DKIM_KEY_NONE;
 	else if (a->status != MOAT_DNS_OK)
@@ -318,6 +326,9 @@ static enum moat_filter_status dkim_eom(struct moat_filter_call *call)
 		moat_call_error(call, "out of memory");
 		return MOAT_FILTER_ERROR;
 	}
+	moat_call_trace(call, "%s%s", m->sign ? "signing candidate: " : m->verify ? "verifying "
+			: "neither signed nor verified (verify = no)", m->sign ? sign_wanted(c, ctx)
+			: m->ver ? "the DKIM-Signature fields" : "");
 	if (!m->verify || !m->ver)
 		return MOAT_FILTER_CONTINUE;
 	size_t n = dkim_verifier_count(m->ver);
@@ -388,8 +399,14 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 	if (dkim_from_address(head, hlen, sender, sizeof(sender)) < 0)
 		snprintf(sender, sizeof(sender), "%s", ctx->mail_from ? ctx->mail_from : "");
 	const struct dkim_signtable_entry *e = dkim_signtable_find(&c->table, sender);
-	if (!e)
-		return 0;	/* not ours to sign */
+	if (!e) {	/* to be signed, but not ours to sign: say why once */
+		moat_log(LOG_INFO, "session=%s: dkim: not signed: no signing_table entry matches "
+			 "%s (signing candidate: %s)", ctx->session_id ? ctx->session_id : "-",
+			 sender[0] ? sender : "<>", sign_wanted(c, ctx));
+		moat_ctx_trace(ctx, moat_filter_dkim.name, MOAT_STAGE_EOM, "not signed: no "
+			       "signing_table entry matches %s", sender[0] ? sender : "<>");
+		return 0;
+	}
 	if (m->oom) {
 		snprintf(err, errlen, "out of memory; not signed");
 		return -1;
@@ -461,7 +478,7 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 		char *value = NULL, why[256];
 		if (dkim_sign(key, &p, head, hlen, m->bh, (size_t)m->bhlen, &value, why,
 			      sizeof(why)) < 0) {
-			snprintf(err, errlen, "signing with d=%s s=%s failed: %s", key->domain,
+			snprintf(err, errlen, "not signed: signing with d=%s s=%s failed: %s", key->domain,
 				 key->selector, why);
 			free(aug);
 			return -1;
@@ -474,6 +491,9 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 		free(value);
 		if (rc < 0)
 			goto oom;
+		moat_ctx_trace(ctx, moat_filter_dkim.name, MOAT_STAGE_EOM, "signed for %s with d=%s "
+			       "s=%s (%s)", sender[0] ? sender : "<>", key->domain, key->selector,
+			       dkim_sign_alg_name(key->alg));
 		moat_log(LOG_INFO, "session=%s: signed for %s with d=%s s=%s (%s)",
 			 ctx->session_id ? ctx->session_id : "-", sender[0] ? sender : "<>",
 			 key->domain, key->selector, dkim_sign_alg_name(key->alg));

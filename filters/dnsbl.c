@@ -1108,6 +1108,10 @@ static void job_finish(struct dnsbl_job *job)
 		struct job_zone *jz = &job->v[i];
 		const struct dnsbl_result *r = &jz->res;
 		const char *failure = NULL;
+		moat_call_trace(call, "zone %s: %s A -> %s (%s%s%s)%s%s%s, %.0f ms", jz->z.name,
+				r->qname, jz->late ? "no answer within wait" : dnsbl_status_name(r->status),
+				moat_dns_status_name(r->dns), r->codes[0] ? " " : "", r->codes,
+				r->txt[0] ? ", TXT \"" : "", r->txt, r->txt[0] ? "\"" : "", r->ms);
 		if (jz->late)
 			failure = "no answer within wait";
 		else if (!jz->have)

@@ -43,6 +43,7 @@
 
 struct event_base;
 struct moat_resolver;
+struct moat_store;
 struct moat_worker_pool;
 
 enum moat_stage {
@@ -84,9 +85,14 @@ struct moat_msgctx {
 	struct event_base *base;
 	struct moat_worker_pool *workers;
 	struct moat_resolver *resolver;	/* DNS (filters/resolver.h) */
+	struct moat_store *store;	/* what moat learns (filters/store.h); NULL: none */
 	/* per-session state of each filter (MOAT_MAX_FILTERS slots, kept
 	 * by the front end; see moat_call_session_state()) */
 	void **filter_state;
+	/* Tracing (`moat check --trace`): NULL, or receives each line a
+	 * filter traces with moat_call_trace(). */
+	void (*trace)(void *arg, const char *filter, enum moat_stage stage, const char *line);
+	void *trace_arg;
 };
 
 #define MOAT_MAX_FILTERS 32
@@ -160,6 +166,17 @@ struct moat_filter {
 	int (*seal)(const void *conf, const struct moat_msgctx *ctx, void **state,
 		    const char *head, size_t hlen, struct moat_verdict *v, char *err,
 		    size_t errlen);
+	/* Once per message that reached the end of its data, right after
+	 * scoring (moat_pipeline_done()): v holds every filter's symbols
+	 * and authentication results and v->decision the action moat took
+	 * (accept, add_header, tempfail, reject, discard; what the upstream
+	 * answers afterwards is not part of it). For filters that learn
+	 * from outcomes (reputation). Runs on the loop, for every enabled
+	 * filter (also in dry-run, also for an exempt message); must not
+	 * block; may start work that needs no answer (store writes). Not
+	 * called by `moat check`. May be NULL. */
+	void (*done)(const void *conf, const struct moat_msgctx *ctx, void **state,
+		     const struct moat_verdict *v);
 };
 
 /* Registers a filter and its config section; at start, before the
@@ -214,6 +231,15 @@ void moat_call_decide(struct moat_filter_call *call, enum moat_action action, in
  * (RFC 8601), e.g. ("spf", "pass", "smtp.mailfrom=example.org", NULL). */
 void moat_call_auth_result(struct moat_filter_call *call, const char *method,
 			   const char *result, const char *props, const char *comment);
+/* What the filter looked up and what it got, one line ("zone
+ * bl.example: 2.0.0.127.bl.example A -> 127.0.0.2"), for a front end
+ * that traces the message (ctx->trace); nothing otherwise, so a filter
+ * may call it freely. moat_ctx_trace() is the same outside a call (the
+ * seal hook). */
+void moat_call_trace(struct moat_filter_call *call, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void moat_ctx_trace(const struct moat_msgctx *ctx, const char *filter, enum moat_stage stage,
+		    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Why the filter failed, for the log (then return/done ERROR). */
 void moat_call_error(struct moat_filter_call *call, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 static void log_quoted(char *out, size_t len, const char *in, size_t inlen)
 {
@@ -32,6 +33,10 @@ void moat_msglog(const struct moat_msglog *m)
 	const char *result = code / 100 == 5 ? "rejected" : code / 100 == 4 ? "tempfailed"
 			     : v->decision.action == MOAT_ACTION_DISCARD ? "discarded"
 			     : "accepted";
+
+	const char *action = moat_action_name(v->decision.action ? v->decision.action
+					      : code / 100 == 2 ? MOAT_ACTION_ACCEPT
+					      : MOAT_ACTION_NONE);
 
 	moat_verdict_total(v);
 	moat_verdict_symbols_text(v, syms, sizeof(syms));
@@ -68,10 +73,9 @@ void moat_msglog(const struct moat_msglog *m)
 		 m->session_id, m->listener, m->client_addr, m->helo ? m->helo : "-",
 		 m->mail_from ? m->mail_from : "", rcpts[0] ? rcpts : "-", m->nrcpts,
 		 m->size, result, code, rtext,
-		 m->queue_id && *m->queue_id ? m->queue_id : "-", v->score,
-		 moat_action_name(v->decision.action ? v->decision.action
-				  : code / 100 == 2 ? MOAT_ACTION_ACCEPT : MOAT_ACTION_NONE),
+		 m->queue_id && *m->queue_id ? m->queue_id : "-", v->score, action,
 		 v->would.action ? " would=" : "",
 		 v->would.action ? moat_action_name(v->would.action) : "",
 		 syms[0] ? syms : "-", stages, m->seconds, tls, auth);
+	moat_metrics_message(m, action);	/* the same facts, counted */
 }

@@ -7,8 +7,9 @@
  * goes on with the next filter, until one ends the stage (reject or
  * tempfail) or all have spoken. What a filter records stays in its call
  * until it finishes; only then is it merged into the verdict, so a
- * filter that errs or comes too late leaves nothing behind. Owns runs,
- * calls and the counters.
+ * filter that errs or comes too late leaves nothing behind. Each call's
+ * time, failures, timeouts and dry-run decisions, and each stage's
+ * refusal, are reported to metrics.h. Owns runs, calls and the counters.
  */
 #include "pipeline.h"
 
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct moat_filter_call {
 	const struct moat_filter *f;
@@ -30,6 +32,7 @@ struct moat_filter_call {
 	struct moat_decision decision;
 	char error[256];
 	struct moat_pipeline_run *run;	/* NULL once abandoned */
+	struct timespec start;		/* when it was asked (metrics.h) */
 };
 
 struct moat_pipeline_run {
@@ -140,6 +143,34 @@ void moat_call_auth_result(struct moat_filter_call *call, const char *method,
 	moat_verdict_auth(&call->rec, call->f->name, method, result, props, comment);
 }
 
+void moat_ctx_trace(const struct moat_msgctx *ctx, const char *filter, enum moat_stage stage,
+		    const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (!ctx || !ctx->trace)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	for (char *p = line; *p; p++)	/* one line, printable */
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = ' ';
+	ctx->trace(ctx->trace_arg, filter, stage, line);
+}
+
+void moat_call_trace(struct moat_filter_call *call, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (!call->ctx->trace)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	moat_ctx_trace(call->ctx, call->f->name, call->stage, "%s", line);
+}
+
 void moat_call_error(struct moat_filter_call *call, const char *fmt, ...)
 {
 	va_list ap;
@@ -171,6 +202,7 @@ static int rank(enum moat_action a)
 
 static void note_would(struct moat_verdict *v, const struct moat_decision *d)
 {
+	moat_metrics_add(MOAT_M_FILTER_WOULD, d->filter, moat_action_name(d->action), 1);
 	if (rank(d->action) > rank(v->would.action)) {
 		v->would = *d;
 		v->would.dry_run = 1;
@@ -184,9 +216,15 @@ static int merge(struct moat_pipeline_run *run, struct moat_filter_call *call,
 {
 	struct moat_verdict *v = run->v;
 	int dry = call->conf->dry_run || run->c->dry_run;
+	struct timespec now;
 
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	moat_metrics_filter_call(call->f->name, run->stage,
+				 (double)(now.tv_sec - call->start.tv_sec) +
+				 (double)(now.tv_nsec - call->start.tv_nsec) / 1e9);
 	if (status == MOAT_FILTER_ERROR) {
 		stats.errors++;
+		moat_metrics_add(MOAT_M_FILTER_ERRORS, call->f->name, NULL, 1);
 		run->res.errors++;
 		moat_log(LOG_WARNING, "session=%s: filter %s failed at stage %s: %s; on_error=%s",
 			 run->ctx->session_id ? run->ctx->session_id : "-", call->f->name,
@@ -270,6 +308,7 @@ static int ask(struct moat_pipeline_run *run)
 		call->ctx = run->ctx;
 		call->stage = run->stage;
 		call->run = run;
+		clock_gettime(CLOCK_MONOTONIC, &call->start);
 		enum moat_filter_status st = fn(call);
 		if (st == MOAT_FILTER_WAIT) {
 			run->waiting = call;
@@ -289,12 +328,14 @@ static int ask(struct moat_pipeline_run *run)
 	return 1;
 }
 
+/* The stage is over: its time, and what it ended with counted. */
 static void elapsed(struct moat_pipeline_run *run)
 {
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	run->res.ms = (double)(now.tv_sec - run->start.tv_sec) * 1e3 +
 		      (double)(now.tv_nsec - run->start.tv_nsec) / 1e6;
+	moat_metrics_stage_end(run->ctx, run->stage, run->v, &run->res.decision);
 }
 
 static void finish(struct moat_pipeline_run *run)
@@ -339,6 +380,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	run->waiting = NULL;
 	call->run = NULL;	/* the filter's late done() frees it */
 	stats.timeouts++;
+	moat_metrics_add(MOAT_M_FILTER_TIMEOUTS, call->f->name, NULL, 1);
 	struct moat_filter_call stand_in = *call;
 	memset(&stand_in.rec, 0, sizeof(stand_in.rec));
 	snprintf(stand_in.error, sizeof(stand_in.error), "timed out after %lds (timeout)",
@@ -404,6 +446,19 @@ void moat_pipeline_data(const struct moat_config *c, const struct moat_msgctx *c
 	}
 }
 
+void moat_pipeline_done(const struct moat_config *c, const struct moat_msgctx *ctx,
+			const struct moat_verdict *v)
+{
+	for (size_t i = 0; c && i < c->filters.n; i++) {
+		const struct moat_filter *f = moat_filter_find(c->filters.v[i]);
+		const void *conf = moat_config_section(c, c->filters.v[i]);
+		size_t slot = f ? moat_filter_index(f) : MOAT_MAX_FILTERS;
+		if (f && f->done && conf)
+			f->done(conf, ctx, ctx->filter_state && slot < MOAT_MAX_FILTERS
+						   ? &ctx->filter_state[slot] : NULL, v);
+	}
+}
+
 /* Sealing is not skipped for an exempt message: an allow entry for an
  * internal network is what outbound mail to be signed usually has. */
 enum moat_action moat_pipeline_seal(const struct moat_config *c, const struct moat_msgctx *ctx,
@@ -437,6 +492,7 @@ enum moat_action moat_pipeline_seal(const struct moat_config *c, const struct mo
 		if (rc == 0)
 			continue;
 		stats.errors++;
+		moat_metrics_add(MOAT_M_FILTER_ERRORS, f->name, NULL, 1);
 		int n = snprintf(err + used, errlen - used, "%s%s: %s", used ? "; " : "", f->name,
 				 why[0] ? why : "failed");
 		if (n > 0)

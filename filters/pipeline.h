@@ -64,6 +64,12 @@ enum moat_action moat_pipeline_seal(const struct moat_config *c, const struct mo
 				    const struct moat_message *m, struct moat_verdict *v,
 				    char *err, size_t errlen);
 
+/* Front ends, after moat_pipeline_score() (and the seal hooks): tells
+ * every enabled filter with a done hook how the message ended (v, with
+ * its final decision). */
+void moat_pipeline_done(const struct moat_config *c, const struct moat_msgctx *ctx,
+			const struct moat_verdict *v);
+
 /* Registers the `scoring` section (filters/scoring.c). */
 void moat_scoring_register(void);
 

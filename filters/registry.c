@@ -6,11 +6,14 @@
  */
 #include "access.h"
 #include "dkim.h"
+#include "dmarc.h"
 #include "dnsbl.h"
 #include "filter.h"
 #include "pipeline.h"
+#include "reputation.h"
 #include "resolver.h"
 #include "spf.h"
+#include "store_conf.h"
 
 void moat_filters_register_builtin(void)
 {
@@ -18,6 +21,9 @@ void moat_filters_register_builtin(void)
 	dnsbl_register();
 	moat_filter_register(&moat_filter_spf);
 	dkim_register();
+	dmarc_register();
+	moat_filter_register(&moat_filter_reputation);
 	moat_scoring_register();
 	moat_resolver_register();
+	moat_store_register();
 }

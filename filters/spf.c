@@ -343,6 +343,11 @@ static void record(struct moat_filter_call *call, const struct spf_prepared *pr,
 
 	spf_action_for(c, pr, id, &act);
 	spf_auth_props(pr, props, sizeof(props));
+	moat_call_trace(call, "%s for client %s: %s, mechanism %s%s%s; score %.2f%s%s",
+			props, pr->check.ip, spf_result_name(r), id->mechanism[0] ? id->mechanism
+			: "none matched", id->problem[0] ? "; problem: " : "", id->problem, act.score,
+			act.action != MOAT_ACTION_NONE ? ", then " : "",
+			act.action != MOAT_ACTION_NONE ? moat_action_name(act.action) : "");
 	moat_call_symbol(call, spf_symbol(r, 0), act.score, "spf=%s %s%s%s%s%s",
 			 spf_result_name(r), props, id->mechanism[0] ? " mechanism=" : "",
 			 id->mechanism, id->problem[0] ? " problem: " : "", id->problem);

@@ -3,7 +3,8 @@
  * reputation counts, rate-limit windows, greylisting triples.
  *
  * One interface, several backends: the embedded in-memory store
- * (store_memory.c, the default) and, later, Redis. Every operation is
+ * (store_memory.c, the default) and Redis (store_redis.c); the `store`
+ * section of moat.conf picks one (store_conf.c). Every operation is
  * asynchronous and completes through its callback on the loop, never
  * from inside the call that started it, so a filter treats all backends
  * alike. A store that cannot answer (down, slow, past the deadline)
@@ -50,8 +51,17 @@ struct moat_store_ops {
 	void (*free)(struct moat_store *s);
 };
 
+/* Counters a backend keeps, for `moat status` and the logs. */
+struct moat_store_stats {
+	unsigned long long ops;		/* operations started */
+	unsigned long long unavailable;	/* answered MOAT_STORE_UNAVAILABLE */
+	unsigned long long outages;	/* times the backend stopped answering */
+	int down;			/* not answering now */
+};
+
 struct moat_store {
 	const struct moat_store_ops *ops;
+	struct moat_store_stats stats;	/* kept by the backend */
 };
 
 /* The embedded store: at most max_keys keys (the least recently used go

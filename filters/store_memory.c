@@ -157,6 +157,9 @@ static struct moat_store_op *queue(struct mem_store *m, moat_store_cb cb, void *
 				   long long number)
 {
 	struct moat_store_op *op = calloc(1, sizeof(*op));
+	m->base.stats.ops++;
+	if (st == MOAT_STORE_UNAVAILABLE)
+		m->base.stats.unavailable++;
 	if (!op)
 		return NULL;
 	op->cb = cb;

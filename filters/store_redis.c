@@ -7,8 +7,11 @@
  * MOAT_STORE_UNAVAILABLE when it passes; the late reply is then
  * discarded. While the server is down, operations answer UNAVAILABLE at
  * once (from the loop) and the connection is retried with a growing
- * backoff; the outage and the recovery are logged once each. INCR with
- * a TTL is one atomic Lua script, so a counter never lives forever.
+ * backoff; the outage and the recovery are logged once each, and so is
+ * a server that stays connected but stops answering within the deadline
+ * (stalled, overloaded). Every key gets the configured prefix; SELECT
+ * picks the database after each connect. INCR with a TTL is one atomic
+ * Lua script, so a counter never lives forever.
  *
  * Owns the hiredis context and each operation until both its answer
  * went out and hiredis is done with it.
@@ -85,8 +88,36 @@ static void answer(struct moat_store_op *op, enum moat_store_status st, const ch
 	op->answered = 1;
 	if (op->timer)
 		evtimer_del(op->timer);
+	if (st == MOAT_STORE_UNAVAILABLE)
+		op->r->base.stats.unavailable++;
 	if (op->cb)
 		op->cb(op->arg, st, v, len, n);
+}
+
+static const char *where(const struct redis_store *r, char *buf, size_t len);
+
+/* The server is connected but did not answer in time: one line per
+ * outage, as for a lost connection. */
+static void stalled(struct redis_store *r)
+{
+	char w[300];
+	if (r->down_logged)
+		return;
+	moat_log(LOG_WARNING, "redis %s unavailable: no answer within %ld ms; the store answers "
+		 "\"unknown\" until it is back", where(r, w, sizeof(w)), r->conf.timeout_ms);
+	r->down_logged = 1;
+	r->base.stats.outages++;
+	r->base.stats.down = 1;
+}
+
+static void answering(struct redis_store *r)
+{
+	char w[300];
+	if (!r->down_logged || !r->up)
+		return;
+	moat_log(LOG_NOTICE, "redis %s is back", where(r, w, sizeof(w)));
+	r->down_logged = 0;
+	r->base.stats.down = 0;
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -94,6 +125,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	struct moat_store_op *op = arg;
 	(void)fd;
 	(void)what;
+	if (op->r->up && op->in_hiredis && !op->answered)
+		stalled(op->r);
 	answer(op, MOAT_STORE_UNAVAILABLE, NULL, 0, 0);
 	op_maybe_free(op);
 }
@@ -104,6 +137,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 	redisReply *rr = reply;
 	(void)ac;
 	op->in_hiredis = 0;
+	if (rr && !op->answered)
+		answering(op->r);
 	if (!rr || rr->type == REDIS_REPLY_ERROR)
 		answer(op, MOAT_STORE_UNAVAILABLE, NULL, 0, 0);
 	else if (rr->type == REDIS_REPLY_NIL)
@@ -126,6 +161,7 @@ static struct moat_store_op *op_new(struct redis_store *r, moat_store_cb cb, voi
 		free(op);
 		return NULL;
 	}
+	r->base.stats.ops++;
 	op->r = r;
 	op->cb = cb;
 	op->arg = arg;
@@ -155,12 +191,38 @@ static struct moat_store_op *command(struct redis_store *r, struct moat_store_op
 	return op;
 }
 
+#define KEY_MAX 1024
+
+/* key with the prefix into buf; -1 if it does not fit (the operation
+ * then answers UNAVAILABLE). */
+static int full_key(const struct redis_store *r, const char *key, char *buf, size_t *len)
+{
+	int n = snprintf(buf, KEY_MAX, "%s%s", r->conf.prefix ? r->conf.prefix : "", key);
+	if (n < 0 || n >= KEY_MAX)
+		return -1;
+	*len = (size_t)n;
+	return 0;
+}
+
+/* An operation that cannot be sent: answered UNAVAILABLE from the loop. */
+static struct moat_store_op *refuse(struct moat_store_op *op)
+{
+	struct timeval now = {0, 0};
+	if (op)
+		evtimer_add(op->timer, &now);
+	return op;
+}
+
 static struct moat_store_op *r_get(struct moat_store *s, const char *key, moat_store_cb cb,
 				   void *arg)
 {
 	struct redis_store *r = (struct redis_store *)s;
-	const char *argv[] = {"GET", key};
-	size_t lens[] = {3, strlen(key)};
+	char k[KEY_MAX];
+	size_t klen;
+	if (full_key(r, key, k, &klen) < 0)
+		return refuse(op_new(r, cb, arg));
+	const char *argv[] = {"GET", k};
+	size_t lens[] = {3, klen};
 	return command(r, op_new(r, cb, arg), 2, argv, lens);
 }
 
@@ -168,10 +230,13 @@ static struct moat_store_op *r_set(struct moat_store *s, const char *key, const 
 				   size_t len, long ttl, moat_store_cb cb, void *arg)
 {
 	struct redis_store *r = (struct redis_store *)s;
-	char ttlbuf[32];
+	char ttlbuf[32], k[KEY_MAX];
+	size_t klen;
+	if (full_key(r, key, k, &klen) < 0)
+		return refuse(op_new(r, cb, arg));
 	int n = snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
-	const char *argv[] = {"SET", key, value, "EX", ttlbuf};
-	size_t lens[] = {3, strlen(key), len, 2, (size_t)n};
+	const char *argv[] = {"SET", k, value, "EX", ttlbuf};
+	size_t lens[] = {3, klen, len, 2, (size_t)n};
 	return command(r, op_new(r, cb, arg), ttl > 0 ? 5 : 3, argv, lens);
 }
 
@@ -185,11 +250,14 @@ static struct moat_store_op *r_incr(struct moat_store *s, const char *key, long 
 				    long ttl, moat_store_cb cb, void *arg)
 {
 	struct redis_store *r = (struct redis_store *)s;
-	char bybuf[32], ttlbuf[32];
+	char bybuf[32], ttlbuf[32], k[KEY_MAX];
+	size_t klen;
+	if (full_key(r, key, k, &klen) < 0)
+		return refuse(op_new(r, cb, arg));
 	int nb = snprintf(bybuf, sizeof(bybuf), "%lld", by);
 	int nt = snprintf(ttlbuf, sizeof(ttlbuf), "%ld", ttl);
-	const char *argv[] = {"EVAL", incr_script, "1", key, bybuf, ttlbuf};
-	size_t lens[] = {4, sizeof(incr_script) - 1, 1, strlen(key), (size_t)nb, (size_t)nt};
+	const char *argv[] = {"EVAL", incr_script, "1", k, bybuf, ttlbuf};
+	size_t lens[] = {4, sizeof(incr_script) - 1, 1, klen, (size_t)nb, (size_t)nt};
 	struct moat_store_op *op = op_new(r, cb, arg);
 	if (op)
 		op->integer_reply = 1;
@@ -200,8 +268,12 @@ static struct moat_store_op *r_del(struct moat_store *s, const char *key, moat_s
 				   void *arg)
 {
 	struct redis_store *r = (struct redis_store *)s;
-	const char *argv[] = {"DEL", key};
-	size_t lens[] = {3, strlen(key)};
+	char k[KEY_MAX];
+	size_t klen;
+	if (full_key(r, key, k, &klen) < 0)
+		return refuse(op_new(r, cb, arg));
+	const char *argv[] = {"DEL", k};
+	size_t lens[] = {3, klen};
 	return command(r, op_new(r, cb, arg), 2, argv, lens);
 }
 
@@ -237,6 +309,8 @@ static void went_down(struct redis_store *r, const char *why)
 		moat_log(LOG_WARNING, "redis %s unavailable: %s; the store answers \"unknown\" "
 			 "until it is back", where(r, w, sizeof(w)), why);
 		r->down_logged = 1;
+		r->base.stats.outages++;
+		r->base.stats.down = 1;
 	}
 	struct timeval tv = {r->backoff_ms / 1000, (r->backoff_ms % 1000) * 1000};
 	evtimer_add(r->reconnect_ev, &tv);
@@ -256,6 +330,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 	if (r->down_logged) {
 		moat_log(LOG_NOTICE, "redis %s is back", where(r, w, sizeof(w)));
 		r->down_logged = 0;
+		r->base.stats.down = 0;
 	}
 }
 
@@ -274,6 +349,15 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
 	if (rr && rr->type == REDIS_REPLY_ERROR)
 		moat_log(LOG_ERR, "redis: AUTH refused: %s", rr->str);
 	(void)ac;
+}
+
+static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply *rr = reply;
+	(void)privdata;
+	(void)ac;
+	if (rr && rr->type == REDIS_REPLY_ERROR)
+		moat_log(LOG_ERR, "redis: SELECT refused: %s", rr->str);
 }
 
 static void connect_now(struct redis_store *r)
@@ -299,6 +383,8 @@ static void connect_now(struct redis_store *r)
 		else
 			redisAsyncCommand(ac, on_auth, NULL, "AUTH %s", r->conf.password);
 	}
+	if (r->conf.db > 0)
+		redisAsyncCommand(ac, on_select, NULL, "SELECT %ld", r->conf.db);
 }
 
 static void on_reconnect(evutil_socket_t fd, short what, void *arg)
@@ -327,6 +413,7 @@ static void r_free(struct moat_store *s)
 	free(r->conf.unix_path);
 	free(r->conf.user);
 	free(r->conf.password);
+	free(r->conf.prefix);
 	free(r);
 }
 
@@ -358,6 +445,7 @@ struct moat_store *moat_store_redis_new(struct event_base *base,
 	r->conf.unix_path = dup0(conf->unix_path);
 	r->conf.user = dup0(conf->user);
 	r->conf.password = dup0(conf->password);
+	r->conf.prefix = dup0(conf->prefix);
 	if (r->conf.timeout_ms <= 0)
 		r->conf.timeout_ms = 200;
 	r->backoff_ms = BACKOFF_MIN_MS;

@@ -13,6 +13,8 @@ struct moat_store_redis_conf {
 	char *user;		/* ACL user (Redis 6+), or NULL */
 	char *password;		/* AUTH, or NULL */
 	long timeout_ms;	/* deadline of every operation */
+	long db;		/* SELECT this database (0: the default) */
+	char *prefix;		/* put before every key ("moat:"), or NULL */
 };
 
 /* Connects in the background; usable at once (operations answer

@@ -40,7 +40,9 @@
 #include "filter.h"
 #include "log.h"
 #include "milter_loop.h"
+#include "privilege.h"
 #include "resolver.h"
+#include "store_conf.h"
 #include "spf_pool.h"
 #include "worker.h"
 
@@ -186,6 +188,8 @@ static void reload(void)
 			 "milter process", olds, news);
 	if (apply_resolver(c, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "milter: reload: %s; the running resolver stays", err);
+	if (moat_store_apply(g.base, c, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "milter: reload: %s; the running store stays", err);
 	pthread_mutex_lock(&g.mu);
 	struct moat_config *old = g.conf;
 	g.conf = c;
@@ -371,6 +375,11 @@ int milter_main(const char *path, char *const *overrides, size_t noverrides, int
 	g.conf = load(1);
 	if (!g.conf)
 		return 1;
+	/* moatd starts this process after its own drop; check it anyway */
+	if (moat_privilege_drop(g.conf->user, g.conf->group, g.conf->chroot, err, sizeof(err)) < 0) {
+		moat_log(LOG_ERR, "milter: cannot drop privileges: %s", err);
+		return 1;
+	}
 	if (!foreground)
 		moat_log_open("moatd/milter", 0, g.conf->facility);
 	const struct moat_milter_conf *mc = moat_config_milter(g.conf);
@@ -411,6 +420,8 @@ int milter_main(const char *path, char *const *overrides, size_t noverrides, int
 	}
 	if (spf_pool_apply(g.base, g.conf, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "milter: spf: %s; the SPF filter's checks end in temperror", err);
+	if (moat_store_apply(g.base, g.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "milter: %s", err);
 	moat_filters_activate(g.conf, g.base, g.resolver);	/* before the loop thread runs */
 
 	if (smfi_register(milter_desc) != MI_SUCCESS ||
@@ -449,6 +460,7 @@ int milter_main(const char *path, char *const *overrides, size_t noverrides, int
 		 * leak checker sees a clean end. */
 		moat_worker_pool_free(g.workers);
 		moat_resolver_free(g.resolver);
+		moat_store_shutdown();
 		moat_config_unref(g.resolver_owner);
 		event_free(g.ctl_ev);
 		if (g.wake_ev)

@@ -41,6 +41,7 @@
 #include "msg_spool.h"
 #include "msglog.h"
 #include "pipeline.h"
+#include "store_conf.h"
 #include "verdict.h"
 
 #define MAX_HEADER_BLOCK (1024 * 1024)
@@ -239,6 +240,7 @@ static void stage_done(void *arg, const struct moat_stage_result *r)
 			s->seal_action = moat_pipeline_seal(s->conf, &s->ctx, &s->message,
 							    &s->msg_v, s->seal_why,
 							    sizeof(s->seal_why));
+		moat_pipeline_done(s->conf, &s->ctx, &s->msg_v);
 	}
 	pthread_mutex_lock(&s->mu);
 	s->res = *r;
@@ -255,6 +257,7 @@ static void stage_run(struct milter_job *job)
 	s->ctx.base = milter_loop_base();
 	s->ctx.workers = milter_loop_workers();
 	s->ctx.resolver = milter_loop_resolver();	/* a reload may replace it */
+	s->ctx.store = moat_store_current();
 	if (moat_pipeline_run(s->conf, s->stage, &s->ctx, stage_verdict(s), stage_done, s,
 			      &s->prun, &r))
 		stage_done(s, &r);

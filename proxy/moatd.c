@@ -7,14 +7,18 @@
  *
  * Reads the configuration (and exits 1 with "file:line: ..." for each
  * error; -t also reads the TLS certificates, keys and CA files), binds
- * every listener, then runs in the background (or in the
+ * every listener, writes its pid file, gives up root for the configured
+ * user (util/privilege.h), then runs in the background (or in the
  * foreground with -f, logging to stderr) until SIGTERM. SIGHUP re-reads
  * the configuration; a bad one is reported and the running one stays.
  * With a milter socket configured, moatd also runs the milter front end
  * in a process of its own (milter/milter.h): started by exec'ing this
  * binary with the hidden option -M, told to reload on SIGHUP and to stop
  * on SIGTERM, restarted if it dies.
- * Owns the struct server, the event base and the milter process handle.
+ * The metrics and status listener (metrics_http.h) is bound, like the
+ * listeners, before privileges are dropped, and follows reloads.
+ * Owns the struct server, the event base, the milter process handle and
+ * the metrics listener.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -27,12 +31,17 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "filter.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "milter.h"
+#include "privilege.h"
 #include "server.h"
 #include "spf_pool.h"
 #include "spf_worker.h"
+#include "store_conf.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -47,6 +56,8 @@ static struct {
 	struct server srv;
 	struct event_base *base;
 	struct milter_proc *milter;
+	struct control *control;
+	struct metrics_http *metrics;
 } g;
 
 static void usage(void)
@@ -96,7 +107,9 @@ static int check_tls_files(const struct moat_config *c)
 	return bad;
 }
 
-static void reload(void)
+/* SIGHUP, and `moat reload` through the control socket: why gets the
+ * errors of a refused configuration, one a line. */
+static int reload(char *why, size_t whylen)
 {
 	struct moat_config *c;
 	struct moat_config_errors errs;
@@ -107,18 +120,32 @@ static void reload(void)
 		report_errors(&errs, 1);
 		moat_log(LOG_ERR, "reload failed: %zu error(s); the running configuration stays",
 			 errs.n);
+		for (size_t i = 0, used = 0; i < errs.n && used + 1 < whylen; i++) {
+			int n = snprintf(why + used, whylen - used, "%s\n", errs.msg[i]);
+			used += n > 0 ? (size_t)n : 0;
+		}
 		moat_config_errors_free(&errs);
-		return;
+		moat_metrics_add(MOAT_M_RELOADS, "failed", NULL, 1);
+		return -1;
 	}
 	if (server_apply_config(&g.srv, c, err, sizeof(err)) < 0) {
 		moat_log(LOG_ERR, "reload failed: %s; the running configuration stays", err);
+		snprintf(why, whylen, "%s", err);
 		moat_config_unref(c);
-		return;
+		moat_metrics_add(MOAT_M_RELOADS, "failed", NULL, 1);
+		return -1;
 	}
+	moat_metrics_add(MOAT_M_RELOADS, "ok", NULL, 1);
 	if (server_apply_resolver(&g.srv, c, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: %s; the running resolver stays", err);
 	if (spf_pool_apply(g.base, g.srv.conf, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: spf: %s; the SPF filter's checks end in temperror", err);
+	if (moat_store_apply(g.base, g.srv.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "reload: %s; the running store stays", err);
+	if (control_apply(g.control, g.srv.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "reload: %s; the control socket stays where it was", err);
+	if (metrics_http_apply(g.metrics, g.srv.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "reload: %s; the metrics listener stays where it was", err);
 	moat_filters_activate(g.srv.conf, g.base, g.srv.resolver);
 	moat_config_unref(c);	/* the server holds its own reference */
 	if (!g.foreground)
@@ -127,6 +154,7 @@ static void reload(void)
 	milter_proc_apply(g.milter, g.srv.conf);
 	server_probe_all(&g.srv);
 	schedule_probe();
+	return 0;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -134,7 +162,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (sig == SIGHUP) {
-		reload();
+		char why[512];
+		reload(why, sizeof(why));
 	} else {
 		milter_proc_stop(g.milter);
 		server_stop(&g.srv);
@@ -174,17 +203,50 @@ static void write_pid_file(const char *path)
 }
 
 /* Each session may hold two descriptors (client, upstream) and a spool
- * file: raise the soft limit towards what max_connections needs. */
+ * file: raise the limit towards what max_connections needs (the hard
+ * limit too while root), or say clearly that it cannot be. */
 static void raise_fd_limit(long max_connections)
 {
 	struct rlimit rl;
 	rlim_t want = (rlim_t)max_connections * 3 + 64;
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
 		return;
-	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-	if (setrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want)
-		moat_log(LOG_WARNING, "open file limit %lu is below the %lu that max_connections = %ld "
-			 "may need", (unsigned long)rl.rlim_cur, (unsigned long)want, max_connections);
+	struct rlimit nl = rl;
+	nl.rlim_cur = want;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+		nl.rlim_max = want;
+	if (setrlimit(RLIMIT_NOFILE, &nl) == 0)
+		return;
+	nl = rl;	/* not allowed above the hard limit: go as far as it */
+	nl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &nl) < 0)
+		nl.rlim_cur = rl.rlim_cur;
+	moat_log(LOG_WARNING, "open file limit (RLIMIT_NOFILE) is %lu, below the %lu that "
+		 "max_connections = %ld may need; raise it (systemd LimitNOFILE=, ulimit -n) or "
+		 "lower max_connections", (unsigned long)nl.rlim_cur, (unsigned long)want,
+		 max_connections);
+}
+
+/* Gives up root once the ports are bound and the pid file is written,
+ * before any thread or child starts. Returns 0 or -1 (logged). */
+static int drop_privileges(const struct moat_config *c)
+{
+	char err[512];
+	int rc = moat_privilege_drop(c->user, c->group, c->chroot, err, sizeof(err));
+	if (rc < 0) {
+		moat_log(LOG_ERR, "cannot drop privileges: %s", err);
+		return -1;
+	}
+	if (rc > 0)
+		moat_log(LOG_INFO, "running as user %s (uid %ld, gid %ld)%s%s", c->user,
+			 (long)getuid(), (long)getgid(), *c->chroot ? ", chroot " : "", c->chroot);
+	if (c->spool_directory && access(c->spool_directory, W_OK | X_OK) < 0) {
+		moat_log(LOG_ERR, "spool_directory %s is not writable by uid %ld: %s (make it "
+			 "owned by user %s, mode 0700)", c->spool_directory, (long)getuid(),
+			 strerror(errno), c->user);
+		return -1;
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -238,6 +300,14 @@ int main(int argc, char **argv)
 		return bad ? 1 : 0;
 	}
 	moat_log_open("moatd", g.foreground, c->facility);
+	struct moat_privilege pv;	/* a missing user, said before daemon() */
+	if (geteuid() == 0 && moat_privilege_lookup(c->user, c->group, &pv, err, sizeof(err)) < 0) {
+		if (!g.foreground)
+			fprintf(stderr, "moatd: %s\n", err);
+		moat_log(LOG_ERR, "%s", err);
+		moat_config_unref(c);
+		return 1;
+	}
 	raise_fd_limit(c->max_connections);
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
@@ -262,6 +332,15 @@ int main(int argc, char **argv)
 		event_reinit(g.base);
 		write_pid_file(g.srv.conf->pid_file);
 	}
+	/* the control socket as the user moatd starts as (as the listeners) */
+	g.control = control_new(g.base, &(struct control_hooks){&g.srv, reload});
+	if (control_apply(g.control, g.srv.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "%s; moatd goes on without it", err);
+	g.metrics = metrics_http_new(g.base, &g.srv);
+	if (metrics_http_apply(g.metrics, g.srv.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "%s; moatd goes on without it", err);
+	if (drop_privileges(g.srv.conf) < 0)
+		return 1;
 	g.srv.workers = moat_worker_pool_new(g.base, WORKER_THREADS);
 	if (!g.srv.workers) {
 		moat_log(LOG_ERR, "cannot start worker threads");
@@ -288,6 +367,8 @@ int main(int argc, char **argv)
 	schedule_probe();
 	if (spf_pool_apply(g.base, g.srv.conf, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "spf: %s; the SPF filter's checks end in temperror", err);
+	if (moat_store_apply(g.base, g.srv.conf, err, sizeof(err)) < 0)
+		moat_log(LOG_ERR, "%s", err);
 	moat_filters_activate(g.srv.conf, g.base, g.srv.resolver);
 
 	event_base_dispatch(g.base);
@@ -297,6 +378,9 @@ int main(int argc, char **argv)
 	milter_proc_free(g.milter);
 
 	spf_pool_shutdown();
+	moat_store_shutdown();	/* answers what waits, the control socket's too */
+	control_free(g.control);
+	metrics_http_free(g.metrics);
 	moat_log(LOG_INFO, "moatd stopped");
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);

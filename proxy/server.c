@@ -5,7 +5,8 @@
  * Owns the listener objects (with their libevent listeners) and the
  * reference to the current configuration. Each accepted connection
  * becomes a session (smtp_session.c) after the connection limits are
- * checked; a reload keeps the sockets of listeners whose address did not
+ * checked (in total here, per client in client_limits.c; on a PROXY
+ * protocol listener once proxy_accept.c has read the real client); a reload keeps the sockets of listeners whose address did not
  * change and what their upstream is known to offer, and reads the TLS
  * certificates again (keeping the old ones when the new cannot be read).
  */
@@ -19,15 +20,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "auth_limit.h"
+#include "client_limits.h"
 #include "log.h"
+#include "proxy_accept.h"
 #include "resolver.h"
 #include "session.h"
 #include "tls.h"
 #include "worker.h"
 
 #define AUTH_LIMIT_SLOTS 1024
+#define CLIENT_LIMIT_ENTRIES 200000
 
 static const struct moat_listener_conf *find_lconf(const struct moat_config *c, const char *name)
 {
@@ -60,13 +65,77 @@ void server_learn_caps(struct server *srv, const char *listener, const struct sm
 	l->up.caps = *caps;
 }
 
-static size_t sessions_from(struct server *srv, const char *addr)
+int server_stressed(const struct server *srv)
 {
-	size_t n = 0;
-	for (struct session *s = srv->sessions; s; s = session_next(s))
-		if (strcmp(session_client_addr(s), addr) == 0)
-			n++;
-	return n;
+	const struct moat_config *c = srv->conf;
+	return c->stress_threshold > 0 &&
+	       (long)srv->nsessions * 100 >= c->max_connections * c->stress_threshold;
+}
+
+/* Logs the moments moat comes under stress and leaves it. */
+static void note_stress(struct server *srv)
+{
+	int now = server_stressed(srv);
+	if (now == srv->stressed)
+		return;
+	srv->stressed = now;
+	if (now) {
+		moat_log(LOG_WARNING, "under stress: %zu sessions, stress_threshold %ld%% of "
+			 "max_connections %ld reached; client_timeout is now %lds", srv->nsessions,
+			 srv->conf->stress_threshold, srv->conf->max_connections,
+			 srv->conf->stress_client_timeout);
+		for (struct session *s = srv->sessions; s; s = session_next(s))
+			session_stress(s);
+	} else
+		moat_log(LOG_NOTICE, "no longer under stress: %zu sessions", srv->nsessions);
+}
+
+static const char *const client_refusal[] = {
+	[CLIENT_TOO_MANY] = "too many connections from your address",
+	[CLIENT_TOO_FAST] = "too many connections from your address in a minute",
+	[CLIENT_TOO_MANY_ERRORS] = "too many errors from your address",
+};
+static const char *const client_limit_name[] = {
+	[CLIENT_TOO_MANY] = "max_connections_per_client",
+	[CLIENT_TOO_FAST] = "max_connection_rate",
+	[CLIENT_TOO_MANY_ERRORS] = "max_client_errors",
+};
+
+void server_admit(struct server *srv, const char *name, evutil_socket_t fd,
+		  const struct sockaddr *sa, socklen_t salen)
+{
+	const struct moat_config *c = srv->conf;
+	const struct moat_listener_conf *lc = find_lconf(c, name);
+	struct client_limit_conf lim;
+	struct client_key key;
+	char addr[64], net[80], text[128];
+	time_t now = time(NULL);
+
+	if (srv->stopping || !lc) {
+		evutil_closesocket(fd);
+		return;
+	}
+	moat_addr_host(sa, addr, sizeof(addr));
+	client_limit_conf_from(c, &lim);
+	int keyed = client_key_make(sa, c->client_ipv4_prefix, c->client_ipv6_prefix, &key) == 0;
+	if (keyed) {
+		enum client_verdict v = client_limits_admit(srv->clients, &key, &lim, now);
+		if (v != CLIENT_OK) {
+			long n = v == CLIENT_TOO_MANY ? lim.max_concurrent
+				 : v == CLIENT_TOO_FAST ? lim.max_rate : lim.max_errors;
+			moat_log(LOG_WARNING, "listener=%s client=%s: refused: %s (%ld) reached by %s",
+				 name, addr, client_limit_name[v], n,
+				 client_key_format(&key, c->client_ipv4_prefix, c->client_ipv6_prefix,
+						   net, sizeof(net)));
+			srv->n_refused++;
+			snprintf(text, sizeof(text), "Error: %s, try again later", client_refusal[v]);
+			session_refuse(srv, fd, text);
+			return;
+		}
+	}
+	if (!session_new(srv, lc, fd, sa, salen) && keyed)
+		client_limits_release(srv->clients, &key, now);
+	note_stress(srv);
 }
 
 static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
@@ -92,15 +161,10 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		session_refuse(srv, fd, "Error: too many connections, try again later");
 		return;
 	}
-	if (c->max_connections_per_client > 0 &&
-	    (long)sessions_from(srv, addr) >= c->max_connections_per_client) {
-		moat_log(LOG_WARNING, "listener=%s client=%s: refused: max_connections_per_client (%ld) reached",
-			 l->name, addr, c->max_connections_per_client);
-		srv->n_refused++;
-		session_refuse(srv, fd, "Error: too many connections from your address");
-		return;
-	}
-	session_new(srv, lc, fd, sa, (socklen_t)salen);
+	if (lc->proxy_protocol)
+		proxy_accept_start(srv, lc, fd, sa, (socklen_t)salen);
+	else
+		server_admit(srv, l->name, fd, sa, (socklen_t)salen);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -257,6 +321,8 @@ int server_apply_config(struct server *srv, struct moat_config *conf, char *err,
 	}
 	if (!srv->auth_fail)
 		srv->auth_fail = auth_limit_new(AUTH_LIMIT_SLOTS);
+	if (!srv->clients)
+		srv->clients = client_limits_new(CLIENT_LIMIT_ENTRIES);
 	for (size_t j = 0; j < srv->nlisteners; j++)
 		listener_free(srv->listeners[j]);
 	free(srv->listeners);
@@ -325,6 +391,7 @@ void server_stop(struct server *srv)
 		}
 	if (srv->probe_timer)
 		evtimer_del(srv->probe_timer);
+	proxy_accept_free_all(srv);
 	struct session *s = srv->sessions;
 	while (s) {
 		struct session *next = session_next(s);
@@ -344,6 +411,7 @@ void server_stop(struct server *srv)
 void server_session_gone(struct server *srv, struct session *s)
 {
 	(void)s;
+	note_stress(srv);
 	if (srv->stopping && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);
 }
@@ -361,6 +429,9 @@ void server_free(struct server *srv)
 		event_free(srv->probe_timer);
 	auth_limit_free(srv->auth_fail);
 	srv->auth_fail = NULL;
+	proxy_accept_free_all(srv);
+	client_limits_free(srv->clients);
+	srv->clients = NULL;
 	moat_worker_pool_free(srv->workers);
 	moat_resolver_free(srv->resolver);
 	srv->resolver = NULL;

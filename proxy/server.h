@@ -9,15 +9,19 @@
 #ifndef MOAT_SERVER_H
 #define MOAT_SERVER_H
 
+#include <event2/util.h>
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "smtp_reply.h"
 
 struct auth_limit;
+struct client_limits;
 struct event_base;
 struct evconnlistener;
 struct moat_worker_pool;
+struct proxy_wait;
 struct session;
 struct ssl_ctx_st;
 struct tls_server;
@@ -57,6 +61,9 @@ struct server {
 	struct event *shutdown_timer;
 	struct event *probe_timer;
 	struct auth_limit *auth_fail;	/* failed AUTH per client address */
+	struct client_limits *clients;	/* connections, rate, errors per client */
+	struct proxy_wait *proxy_waits;	/* connections still sending a PROXY header */
+	int stressed;			/* stress_threshold reached (logged once) */
 	unsigned long long n_accepted, n_refused, n_messages, n_discarded;
 };
 
@@ -86,6 +93,13 @@ void server_learn_caps(struct server *srv, const char *listener,
 /* Starts a capability probe of every listener's upstream
  * (upstream_probe.c). */
 void server_probe_all(struct server *srv);
+
+/* A connection on listener name from peer (the real client, after a
+ * PROXY header): the per-client limits, then a session. Takes fd. */
+void server_admit(struct server *srv, const char *name, evutil_socket_t fd,
+		  const struct sockaddr *peer, socklen_t peerlen);
+/* 1 while the sessions reach stress_threshold percent of max_connections. */
+int server_stressed(const struct server *srv);
 
 /* Sessions report their end here. */
 void server_session_gone(struct server *srv, struct session *s);

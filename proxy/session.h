@@ -28,6 +28,10 @@ void session_refuse(struct server *srv, evutil_socket_t fd, const char *text);
  * flight ends first (force: ends now too). */
 void session_shutdown(struct session *s, int force);
 
+/* moat came under stress: a session waiting for a command waits only
+ * stress_client_timeout from now on. */
+void session_stress(struct session *s);
+
 struct session *session_next(struct session *s);
 const char *session_client_addr(const struct session *s);
 

@@ -10,6 +10,13 @@
  * the upstream's. The filter pipeline runs at each stage
  * (filters/pipeline.h) and decides what becomes of the message.
  *
+ * Before the greeting moat may pause (greet_pause); a client that talks
+ * before it is a pregreet client (postscreen's test), rejected, scored
+ * (session symbol PREGREET) or logged by pregreet_action. Errors count
+ * per session (max_errors) and per client (client_limits.h); under
+ * stress (server_stressed()) a command line must be complete within
+ * stress_client_timeout seconds, however its bytes trickle in.
+ *
  * States are explicit (enum state). Commands are dispatched through
  * commands[], each with the states it is valid in. Every continuation
  * (an upstream reply, a filter's answer) goes back through a deferred
@@ -48,9 +55,11 @@
 #include <time.h>
 
 #include "auth_limit.h"
+#include "client_limits.h"
 #include "filter.h"
 #include "message.h"
 #include "pipeline.h"
+#include "store_conf.h"
 #include "verdict.h"
 #include "log.h"
 #include "msg_spool.h"
@@ -85,6 +94,10 @@ struct session {
 	char id[16];
 	char client_addr[64];
 	int client_port;
+	struct sockaddr_storage peer, local;	/* the client's, and moat's end */
+	struct client_key ckey;		/* its network, for client_limits.h */
+	struct event *greet_ev;		/* greet_pause */
+	struct event *deadline_ev;	/* under stress: a whole command in time */
 	struct bufferevent *bev;
 	struct event *resume_ev;
 	struct event *final_ev;		/* bounds end of data -> final reply */
@@ -188,8 +201,12 @@ static void reply(struct session *s, int code, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	evbuffer_add_printf(bufferevent_get_output(s->bev), "%d %s\r\n", code, text);
-	if (code >= 400)
+	if (code >= 400) {
+		struct client_limit_conf lim;
 		s->nerrors++;
+		client_limit_conf_from(s->conf, &lim);
+		client_limits_error(s->srv->clients, &s->ckey, &lim, time(NULL));
+	}
 }
 
 /* Relays the upstream's reply as it came (the parser sanitised it). A
@@ -246,6 +263,7 @@ static void update_ctx(struct session *s)
 	s->ctx.nrcpts = s->nrcpts;
 	s->ctx.message = s->message.spool ? &s->message : NULL;
 	s->ctx.resolver = s->srv->resolver;	/* a reload may replace it */
+	s->ctx.store = moat_store_current();	/* likewise */
 	s->ctx.tls_version = s->tls ? s->tls_info.version : NULL;
 	s->ctx.tls_cipher = s->tls ? s->tls_info.cipher : NULL;
 	s->ctx.tls_bits = s->tls ? s->tls_info.bits : 0;
@@ -260,13 +278,52 @@ static void drop_upstream(struct session *s)
 	s->up = NULL;
 }
 
+/* How long to wait for the client's next command: shorter while moat is
+ * under stress (stress_threshold). */
+static long command_timeout(const struct session *s)
+{
+	long t = s->conf->client_timeout;
+	if (server_stressed(s->srv) && s->conf->stress_client_timeout < t)
+		t = s->conf->stress_client_timeout;
+	return t;
+}
+
+static void timed_out(struct session *s);
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state == S_CMD)
+		timed_out(s);
+}
+
+/* Under stress the next command line must be complete within
+ * stress_client_timeout, however slowly its bytes trickle in (a read
+ * timeout alone restarts with every byte). */
+static void arm_deadline(struct session *s)
+{
+	struct timeval tv = {s->conf->stress_client_timeout, 0};
+	if (!server_stressed(s->srv)) {
+		if (s->deadline_ev)
+			evtimer_del(s->deadline_ev);
+		return;
+	}
+	if (!s->deadline_ev)
+		s->deadline_ev = evtimer_new(s->srv->base, deadline_cb, s);
+	if (s->deadline_ev)
+		evtimer_add(s->deadline_ev, &tv);
+}
+
 /* After a command finished asynchronously: back to reading commands. */
 static void command_done(struct session *s)
 {
 	if (s->state == S_CLOSING)
 		return;
 	s->state = S_CMD;
-	set_read_timeout(s, s->conf->client_timeout);
+	set_read_timeout(s, command_timeout(s));
+	arm_deadline(s);
 	resume_later(s);
 }
 
@@ -446,6 +503,9 @@ static void with_upstream(struct session *s, void (*next)(struct session *))
 		.tls_verify = s->lconf->upstream_tls_verify_id,
 		.tls_ctx = l ? l->tls_client : NULL,
 		.tls_name = tls_upstream_name(s->lconf, tls_name, sizeof(tls_name)),
+		.proxy_version = s->lconf->upstream_proxy_version,
+		.proxy_src = s->peer,
+		.proxy_dst = s->local,
 	};
 	s->up = upstream_new(s->srv->base, &p);
 	if (!s->up) {
@@ -1409,6 +1469,7 @@ static void eom_continue(struct session *s, const struct moat_stage_result *r)
 {
 	(void)r;	/* its decision is in s->msg_v too */
 	moat_pipeline_score(s->conf, &s->message, &s->msg_v);
+	moat_pipeline_done(s->conf, &s->ctx, &s->msg_v);
 	const struct moat_decision *d = &s->msg_v.decision;
 	if (d->action == MOAT_ACTION_REJECT || d->action == MOAT_ACTION_TEMPFAIL) {
 		int code;
@@ -1618,6 +1679,8 @@ static void process(struct session *s)
 		line[len] = '\0';
 		dispatch(s, line, len);
 		free(line);
+		if (s->state == S_CMD)
+			arm_deadline(s);
 	}
 }
 
@@ -1671,22 +1734,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != S_CLOSING) {
-		moat_log(LOG_INFO, "session=%s client=%s: timeout %s", s->id, s->client_addr,
-			 s->state == S_DATA ? "in DATA" : s->state == S_WAIT ? "sending a reply"
-			 : "waiting for a command");
-		/* Whatever was under way stops: the client is told 421 and
-		 * will retry, so nothing of this transaction may go on. */
-		moat_pipeline_cancel(s->prun);
-		s->prun = NULL;
-		drop_upstream(s);
-		evtimer_del(s->final_ev);
-		/* The 421 gets a bounded time to leave: a client that does not
-		 * read must not hold the session (and its slot) forever. */
-		struct timeval wt = {10, 0};
-		bufferevent_set_timeouts(s->bev, NULL, &wt);
-		reply(s, 421, "4.4.2 %s Error: timeout exceeded", s->conf->hostname);
-		bufferevent_enable(s->bev, EV_WRITE);
-		close_after_flush(s);
+		timed_out(s);
 		return;
 	}
 	/* EOF or error: the client is gone. */
@@ -1696,7 +1744,34 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	session_free(s);
 }
 
+/* The client took too long: a read timeout, or the command deadline
+ * under stress. */
+static void timed_out(struct session *s)
+{
+	moat_log(LOG_INFO, "session=%s client=%s: timeout %s", s->id, s->client_addr,
+		 s->state == S_DATA ? "in DATA" : s->state == S_WAIT ? "sending a reply"
+		 : "waiting for a command");
+	/* Whatever was under way stops: the client is told 421 and
+	 * will retry, so nothing of this transaction may go on. */
+	moat_pipeline_cancel(s->prun);
+	s->prun = NULL;
+	drop_upstream(s);
+	evtimer_del(s->final_ev);
+	if (s->deadline_ev)
+		evtimer_del(s->deadline_ev);
+	/* The 421 gets a bounded time to leave: a client that does not
+	 * read must not hold the session (and its slot) forever. */
+	struct timeval wt = {10, 0};
+	bufferevent_set_timeouts(s->bev, NULL, &wt);
+	reply(s, 421, "4.4.2 %s Error: timeout exceeded", s->conf->hostname);
+	bufferevent_enable(s->bev, EV_WRITE);
+	close_after_flush(s);
+}
+
 /* ---- life cycle ------------------------------------------------------- */
+
+static void greet(struct session *s);
+static void greet_pause_cb(evutil_socket_t fd, short what, void *arg);
 
 static void greet_continue(struct session *s, const struct moat_stage_result *r)
 {
@@ -1709,6 +1784,46 @@ static void greet_continue(struct session *s, const struct moat_stage_result *r)
 		close_after_flush(s);
 		return;
 	}
+	if (s->conf->greet_pause > 0 && !s->greet_ev) {
+		/* greet later; what the client says meanwhile is a pregreet */
+		struct timeval tv = {s->conf->greet_pause, 0};
+		s->greet_ev = evtimer_new(s->srv->base, greet_pause_cb, s);
+		if (s->greet_ev && evtimer_add(s->greet_ev, &tv) == 0)
+			return;
+	}
+	greet(s);
+}
+
+/* Sends the greeting, unless the client has talked first (postscreen's
+ * pregreet test): then pregreet_action applies and what it sent is
+ * dropped, as it was not an answer to anything. */
+static void greet(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t early = evbuffer_get_length(in);
+	char scratch[4096];
+	ssize_t n;
+
+	/* without a pause the bytes may still be in the socket: read them
+	 * out (a plain socket only; under TLS they are records, not talk) */
+	while (!s->tls && !s->lconf->tls_wrappermode && early < 65536 &&
+	       (n = recv(bufferevent_getfd(s->bev), scratch, sizeof(scratch), MSG_DONTWAIT)) > 0)
+		early += (size_t)n;
+	if (early > 0) {
+		const char *action = s->conf->pregreet_action;
+		moat_log(LOG_NOTICE, "session=%s client=%s: pregreet: %zu octet(s) before the "
+			 "greeting; pregreet_action=%s", s->id, s->client_addr, early, action);
+		evbuffer_drain(in, early);
+		if (strcmp(action, "reject") == 0) {
+			reply(s, 554, "5.5.1 %s Error: talked before the greeting", s->conf->hostname);
+			close_after_flush(s);
+			return;
+		}
+		if (strcmp(action, "score") == 0)
+			moat_verdict_symbol(&s->sess_v, "moatd", MOAT_STAGE_CONNECT, s->conf->dry_run,
+					    "PREGREET", s->conf->pregreet_score,
+					    "client talked before the greeting");
+	}
 	s->conn_v.exempt = s->sess_v.exempt;
 	s->conn_v.decision = s->sess_v.decision;
 	s->conn_v.would = s->sess_v.would;
@@ -1716,11 +1831,19 @@ static void greet_continue(struct session *s, const struct moat_stage_result *r)
 	command_done(s);
 }
 
+static void greet_pause_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	(void)fd;
+	(void)what;
+	if (s->state == S_GREETING)	/* not closing meanwhile (SIGTERM) */
+		greet(s);
+}
+
 struct session *session_new(struct server *srv, const struct moat_listener_conf *lconf,
 			    evutil_socket_t fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	struct session *s = calloc(1, sizeof(*s));
-	(void)peerlen;
 	if (!s) {
 		evutil_closesocket(fd);
 		return NULL;
@@ -1731,6 +1854,14 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 	make_id(s->id, sizeof(s->id));
 	moat_addr_host(peer, s->client_addr, sizeof(s->client_addr));
 	s->client_port = moat_addr_port(peer);
+	if ((size_t)peerlen <= sizeof(s->peer))
+		memcpy(&s->peer, peer, peerlen);
+	socklen_t locallen = sizeof(s->local);
+	if (getsockname(fd, (struct sockaddr *)&s->local, &locallen) < 0)
+		s->local.ss_family = 0;
+	if (client_key_make(peer, s->conf->client_ipv4_prefix, s->conf->client_ipv6_prefix,
+			    &s->ckey) < 0)
+		s->ckey.family = 0;
 	if (lconf->tls_level != MOAT_TLS_NONE) {
 		struct listener *l = server_find_listener(srv, lconf->name);
 		s->tls_srv = tls_server_ref(l ? l->tls : NULL);
@@ -1823,6 +1954,12 @@ static void session_free(struct session *s)
 		bufferevent_free(s->bev);
 	event_free(s->resume_ev);
 	event_free(s->final_ev);
+	if (s->greet_ev)
+		event_free(s->greet_ev);
+	if (s->deadline_ev)
+		event_free(s->deadline_ev);
+	if (s->ckey.family)
+		client_limits_release(srv->clients, &s->ckey, time(NULL));
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -1847,6 +1984,14 @@ void session_shutdown(struct session *s, int force)
 		reply(s, 421, "4.3.2 %s Service shutting down, closing connection",
 		      s->conf->hostname);
 		close_after_flush(s);
+	}
+}
+
+void session_stress(struct session *s)
+{
+	if (s->state == S_CMD) {
+		set_read_timeout(s, command_timeout(s));
+		arm_deadline(s);
 	}
 }
 

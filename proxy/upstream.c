@@ -2,7 +2,8 @@
  * upstream.c - the SMTP client side of the proxy: connect, greet, EHLO,
  * STARTTLS, XCLIENT, commands, and the message with dot-stuffing.
  *
- * The order of the opening is connect, 220, EHLO, [STARTTLS, handshake,
+ * The order of the opening is connect, [PROXY header, for upstreams
+ * without XCLIENT], 220, EHLO, [STARTTLS, handshake,
  * EHLO], [XCLIENT, 220, EHLO]: TLS first, because STARTTLS resets the
  * SMTP session (RFC 3207) and XCLIENT's attributes must hold for the
  * session moat then uses. Whatever the upstream sent after its 220 to
@@ -33,7 +34,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "msg_spool.h"
+#include "proxy_proto.h"
 #include "smtp_data.h"
 #include "tls.h"
 #include "xtext.h"
@@ -175,8 +178,10 @@ static void complete(struct upstream *up, enum upstream_status st,
 	void *arg = up->arg;
 	up->cb = NULL;
 	up->arg = NULL;
-	if (st != UPSTREAM_OK && up->phase != P_QUIT)
+	if (st != UPSTREAM_OK && up->phase != P_QUIT) {
 		up->phase = P_DEAD;
+		moat_metrics_add(MOAT_M_UPSTREAM_ERRORS, upstream_status_text(st), NULL, 1);
+	}
 	if (cb)
 		cb(arg, st, reply);
 }
@@ -668,6 +673,24 @@ static void tls_done(struct upstream *up)
 	send_ehlo(up, P_EHLO);
 }
 
+/* Queues the PROXY protocol header, the first bytes the upstream gets
+ * (sent once the connection is up). The capability probe has no client:
+ * its header names this connection's own ends. */
+static int send_proxy_header(struct upstream *up, int fd)
+{
+	unsigned char hdr[PROXY_HDR_MAX];
+	struct sockaddr_storage src = up->p.proxy_src, dst = up->p.proxy_dst;
+	if (src.ss_family == 0) {
+		socklen_t len = sizeof(src);
+		if (getsockname(fd, (struct sockaddr *)&src, &len) < 0)
+			return -1;
+		memcpy(&dst, &up->p.addr.ss, sizeof(dst));
+	}
+	size_t n = proxy_proto_build(up->p.proxy_version, (struct sockaddr *)&src,
+				     (struct sockaddr *)&dst, hdr, sizeof(hdr));
+	return n ? bufferevent_write(up->bev, hdr, n) : -1;
+}
+
 /* Opens the TCP connection. Returns -1 on an immediate failure. */
 static int connect_now(struct upstream *up)
 {
@@ -686,7 +709,8 @@ static int connect_now(struct upstream *up)
 	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
 	up->phase = P_CONNECT;
 	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->p.addr.ss,
-				       (int)up->p.addr.len) < 0) {
+				       (int)up->p.addr.len) < 0 ||
+	    (up->p.proxy_version && send_proxy_header(up, fd) < 0)) {
 		bufferevent_free(up->bev);
 		up->bev = NULL;
 		return -1;

@@ -12,6 +12,8 @@
 #ifndef MOAT_UPSTREAM_H
 #define MOAT_UPSTREAM_H
 
+#include <sys/socket.h>
+
 #include "addr.h"
 #include "config.h"
 #include "smtp_reply.h"
@@ -57,6 +59,11 @@ struct upstream_params {
 	enum moat_tls_verify tls_verify;
 	struct ssl_ctx_st *tls_ctx;	/* NULL: no TLS (a reference is taken) */
 	const char *tls_name;		/* SNI and the name verified */
+	/* PROXY protocol header first (upstream_proxy_protocol): 0, 1 or 2;
+	 * from proxy_src to proxy_dst, or, with proxy_src unset (family 0),
+	 * this connection's own addresses (the capability probe) */
+	int proxy_version;
+	struct sockaddr_storage proxy_src, proxy_dst;
 };
 
 /* The params' strings are copied. */

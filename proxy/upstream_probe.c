@@ -64,6 +64,7 @@ void server_probe_all(struct server *srv)
 			.tls_verify = lc->upstream_tls_verify_id,
 			.tls_ctx = l ? l->tls_client : NULL,
 			.tls_name = tls_upstream_name(lc, name, sizeof(name)),
+			.proxy_version = lc->upstream_proxy_version,
 		};
 		p->srv = srv;
 		p->listener = strdup(c->listeners[i].name);

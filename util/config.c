@@ -29,6 +29,8 @@
 static const char *const role_choices[] = {"inbound", "submission", NULL};
 static const char *const tls_choices[] = {"none", "may", "encrypt", NULL};
 static const char *const tls_verify_choices[] = {"none", "ca", "hostname", NULL};
+static const char *const pregreet_choices[] = {"reject", "score", "log", NULL};
+static const char *const upstream_proxy_choices[] = {"none", "v1", "v2", NULL};
 static const char *const facility_choices[] = {
 	"mail", "daemon", "user", "local0", "local1", "local2", "local3",
 	"local4", "local5", "local6", "local7", NULL};
@@ -43,7 +45,7 @@ static const struct moat_opt global_opts[] = {
 	{"max_connections", MOAT_OPT_INT, G(max_connections), 1000, NULL, 1, 1000000, 0, NULL,
 	 "Client sessions at once, in total; further clients get 421 4.7.0."},
 	{"max_connections_per_client", MOAT_OPT_INT, G(max_connections_per_client), 50, NULL, 0, 1000000, 0, NULL,
-	 "Client sessions at once from one address; 0 means no limit."},
+	 "Client sessions at once from one client (client_ipv4_prefix, client_ipv6_prefix); 0 means no limit."},
 	{"max_command_line", MOAT_OPT_INT, G(max_command_line), 512, NULL, 512, 65536, 0, NULL,
 	 "Longest command line in octets, CRLF included (RFC 5321: 512); longer gets 500 5.5.2."},
 	{"max_text_line", MOAT_OPT_INT, G(max_text_line), 1000, NULL, 1000, 1000000, 0, NULL,
@@ -84,12 +86,42 @@ static const struct moat_opt global_opts[] = {
 	 "Syslog facility of the daemon's log."},
 	{"pid_file", MOAT_OPT_STR, G(pid_file), 0, "/run/moatd.pid", 0, 0, 0, NULL,
 	 "File the daemon writes its process id to when it runs in the background; empty for none."},
+	{"control_socket", MOAT_OPT_STR, G(control_socket), 0, "", 0, 0, 0, NULL,
+	 "Unix socket (mode 0660) on which moatd answers the moat commands status, reload and rep; its directory is created (mode 0750) if missing. Empty: none."},
 	{"filters", MOAT_OPT_STR_LIST, G(filters), 0, "{}", 0, 0, 0, NULL,
 	 "The filters every message passes, in this order, each configured in its own section (conf/NAME.conf); a filter not listed does not run."},
 	{"authserv_id", MOAT_OPT_STR, G(authserv_id), 0, "", 0, 0, 0, NULL,
 	 "The authserv-id of moat's Authentication-Results header (RFC 8601); incoming Authentication-Results fields claiming it are removed. Empty: the hostname."},
 	{"dry_run", MOAT_OPT_BOOL, G(dry_run), 0, NULL, 0, 0, 0, NULL,
 	 "Filters and scores run and log what they would do, and the result header shows it, but nothing is rejected, tempfailed or discarded."},
+	{"user", MOAT_OPT_STR, G(user), 0, "moat", 0, 0, 0, NULL,
+	 "The unprivileged user moatd runs as once its ports are bound (started as root); it refuses to run as root. Private keys it re-reads on reload must be readable by this user or its group (mode 0640, owner root, group moat)."},
+	{"group", MOAT_OPT_STR, G(group), 0, "", 0, 0, 0, NULL,
+	 "The group moatd runs as with user. Empty: the user's own group (the user's other groups are kept)."},
+	{"chroot", MOAT_OPT_STR, G(chroot), 0, "", 0, 0, 0, NULL,
+	 "Directory moatd confines itself to when it drops root; empty for none. Every file read later (the configuration on reload, certificates, keys, spool_directory) is then looked up inside it; not with a milter socket or the spf filter, whose processes start from moatd's binary."},
+	{"client_ipv4_prefix", MOAT_OPT_INT, G(client_ipv4_prefix), 32, NULL, 8, 32, 0, NULL,
+	 "IPv4 clients in one network of this prefix length count as one client for max_connections_per_client, max_connection_rate and max_client_errors."},
+	{"client_ipv6_prefix", MOAT_OPT_INT, G(client_ipv6_prefix), 64, NULL, 16, 128, 0, NULL,
+	 "IPv6 clients in one network of this prefix length count as one client for max_connections_per_client, max_connection_rate and max_client_errors."},
+	{"max_connection_rate", MOAT_OPT_INT, G(max_connection_rate), 0, NULL, 0, 1000000, 0, NULL,
+	 "New connections from one client within a minute; further ones get 421 4.7.0 until the minute is over. 0 means no limit."},
+	{"max_client_errors", MOAT_OPT_INT, G(max_client_errors), 0, NULL, 0, 1000000, 0, NULL,
+	 "Error replies (4xx/5xx) to one client within a minute, over all its sessions; then its new connections get 421 4.7.0 until the minute is over. 0 means no limit."},
+	{"greet_pause", MOAT_OPT_INT, G(greet_pause), 0, NULL, 0, 60, 0, NULL,
+	 "Seconds moat waits before its greeting; a client that talks in that time is a pregreet client (pregreet_action). 0: greet at once (a client that talks before the greeting still counts)."},
+	{"pregreet_action", MOAT_OPT_STR, G(pregreet_action), 0, "log", 0, 0, 0, pregreet_choices,
+	 "What happens to a client that talks before the greeting (what it said is dropped): \"reject\" (554 5.5.1 and close), \"score\" (the session symbol PREGREET with pregreet_score, counted in every message's score) or \"log\" (only logged, as postscreen's default)."},
+	{"pregreet_score", MOAT_OPT_FLOAT, G(pregreet_score), 0, NULL, -1000, 1000, 5.0, NULL,
+	 "Score of the PREGREET symbol with pregreet_action = score."},
+	{"stress_threshold", MOAT_OPT_INT, G(stress_threshold), 80, NULL, 0, 100, 0, NULL,
+	 "Percent of max_connections in use from which moat is under stress and waits only stress_client_timeout for a client's whole command line, however its bytes trickle in; 0: never."},
+	{"stress_client_timeout", MOAT_OPT_INT, G(stress_client_timeout), 10, NULL, 1, DAY, 0, NULL,
+	 "Seconds to wait for a client's next command while under stress (stress_threshold), instead of client_timeout."},
+	{"metrics_listen", MOAT_OPT_STR, G(metrics_listen), 0, "", 0, 0, 0, NULL,
+	 "Address and port of moatd's HTTP listener for metrics (/metrics, Prometheus text format) and the read-only status page (/status), e.g. \"127.0.0.1:9187\". Empty: none."},
+	{"metrics_allow", MOAT_OPT_STR_LIST, G(metrics_allow), 0, "{\"127.0.0.1/32\", \"::1/128\"}", 0, 0, 0, NULL,
+	 "Networks whose clients may read the metrics and the status page; others get 403."},
 };
 
 static const struct moat_opt listener_opts[] = {
@@ -102,7 +134,7 @@ static const struct moat_opt listener_opts[] = {
 	{"xclient", MOAT_OPT_BOOL, L(xclient), 1, NULL, 0, 0, 0, NULL,
 	 "Tell the upstream the real client's address, name and HELO with XCLIENT; without it the upstream sees moat's own address."},
 	{"proxy_address_untrusted", MOAT_OPT_BOOL, L(proxy_address_untrusted), 0, NULL, 0, 0, 0, NULL,
-	 "Required with xclient = no: states that the upstream does not trust moat's address (not in Postfix's mynetworks), which would otherwise make it an open relay."},
+	 "Required with xclient = no (unless upstream_proxy_protocol is set): states that the upstream does not trust moat's address (not in Postfix's mynetworks), which would otherwise make it an open relay."},
 	{"tls", MOAT_OPT_STR, L(tls), 0, "none", 0, 0, 0, tls_choices,
 	 "STARTTLS towards clients, as Postfix's smtpd_tls_security_level: \"none\" (not offered), \"may\" (offered), \"encrypt\" (offered, and MAIL, RCPT, DATA and AUTH get 530 5.7.0 before it)."},
 	{"tls_wrappermode", MOAT_OPT_BOOL, L(tls_wrappermode), 0, NULL, 0, 0, 0, NULL,
@@ -125,6 +157,12 @@ static const struct moat_opt listener_opts[] = {
 	 "PEM file with the CA certificates upstream_tls_verify trusts. Empty: the system's CA store."},
 	{"upstream_tls_name", MOAT_OPT_STR, L(upstream_tls_name), 0, "", 0, 0, 0, NULL,
 	 "The name the upstream's certificate must carry (upstream_tls_verify = hostname) and that moat sends as SNI. Empty: the host part of upstream."},
+	{"proxy_protocol", MOAT_OPT_BOOL, L(proxy_protocol), 0, NULL, 0, 0, 0, NULL,
+	 "Every connection starts with a PROXY protocol header (v1 or v2, from a load balancer such as HAProxy) naming the real client; needs proxy_protocol_from. A connection from elsewhere, or without a valid header, is closed and logged."},
+	{"proxy_protocol_from", MOAT_OPT_STR_LIST, L(proxy_protocol_from), 0, "{}", 0, 0, 0, NULL,
+	 "Networks (\"192.0.2.0/24\", \"2001:db8::/32\", \"127.0.0.1\") of the load balancers allowed to send a PROXY header."},
+	{"upstream_proxy_protocol", MOAT_OPT_STR, L(upstream_proxy_protocol), 0, "none", 0, 0, 0, upstream_proxy_choices,
+	 "Send a PROXY protocol header (\"v1\" or \"v2\") with the client's address and port at the start of every upstream connection, for upstreams without XCLIENT (Postfix: smtpd_upstream_proxy_protocol = haproxy); \"none\": never."},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -693,6 +731,11 @@ const char *moat_section_name(const struct moat_section_ctx *ctx)
 	return ctx->def->name;
 }
 
+const struct moat_config *moat_section_config(const struct moat_section_ctx *ctx)
+{
+	return ctx->c;
+}
+
 const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt)
 {
 	return opt_where(ctx->def->name, opt, ctx->c->path, 0, ctx->buf, sizeof(ctx->buf));
@@ -752,7 +795,8 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 			add_error(errs, "%s: listener %s: upstream_tls_verify = %s needs upstream_tls = encrypt",
 				  opt_where(l->name, "upstream_tls_verify", c->path, l->line, w, sizeof(w)),
 				  l->name, l->upstream_tls_verify);
-		if (!l->xclient && !l->proxy_address_untrusted)
+		if (!l->xclient && !l->proxy_address_untrusted &&
+		    !(l->upstream_proxy_protocol && strcmp(l->upstream_proxy_protocol, "none") != 0))
 			add_error(errs, "%s: listener %s: xclient = no needs proxy_address_untrusted = yes: "
 				  "without XCLIENT the upstream sees every client as moat's address; "
 				  "make sure that address is not trusted (Postfix mynetworks), then say so",
@@ -763,6 +807,60 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 				add_error(errs, "%s: listener %s: listen address %s already used by listener %s",
 					  opt_where(l->name, "listen", c->path, l->line, w, sizeof(w)),
 					  l->name, l->listen, c->listeners[j].name);
+	}
+	for (size_t i = 0; i < c->nlisteners; i++) {
+		struct moat_listener_conf *l = &c->listeners[i];
+		const char *v = l->upstream_proxy_protocol;
+		l->upstream_proxy_version = v && strcmp(v, "v1") == 0 ? 1 : v && strcmp(v, "v2") == 0 ? 2 : 0;
+		l->nproxy_from = 0;
+		l->proxy_from = calloc(l->proxy_protocol_from.n + 1, sizeof(*l->proxy_from));
+		for (size_t j = 0; l->proxy_from && j < l->proxy_protocol_from.n; j++) {
+			if (moat_net_parse(l->proxy_protocol_from.v[j], &l->proxy_from[l->nproxy_from],
+					   why, sizeof(why)) < 0)
+				add_error(errs, "%s: listener %s: proxy_protocol_from: %s",
+					  opt_where(l->name, "proxy_protocol_from", c->path, l->line, w,
+						    sizeof(w)), l->name, why);
+			else
+				l->nproxy_from++;
+		}
+		if (l->proxy_protocol && l->proxy_protocol_from.n == 0)
+			add_error(errs, "%s: listener %s: proxy_protocol = yes needs proxy_protocol_from = "
+				  "{networks of the load balancers}",
+				  opt_where(l->name, "proxy_protocol", c->path, l->line, w, sizeof(w)), l->name);
+		if (l->upstream_proxy_version && l->xclient)
+			add_error(errs, "%s: listener %s: upstream_proxy_protocol = %s is for upstreams "
+				  "without XCLIENT: expected xclient = no with it",
+				  opt_where(l->name, "upstream_proxy_protocol", c->path, l->line, w, sizeof(w)),
+				  l->name, v);
+	}
+	if (!c->user || !*c->user)
+		add_error(errs, "%s: user: expected the name of an unprivileged user",
+			  opt_where("", "user", c->path, 0, w, sizeof(w)));
+	if (c->chroot && *c->chroot) {
+		int spf = 0;
+		for (size_t i = 0; i < c->filters.n; i++)
+			spf |= strcmp(c->filters.v[i], "spf") == 0;
+		if (c->chroot[0] != '/')
+			add_error(errs, "%s: chroot: expected an absolute path, got \"%s\"",
+				  opt_where("", "chroot", c->path, 0, w, sizeof(w)), c->chroot);
+		else if ((mc && mc->socket && *mc->socket) || spf)
+			add_error(errs, "%s: chroot: expected no chroot with %s: its processes start "
+				  "from moatd's binary, which a chroot hides",
+				  opt_where("", "chroot", c->path, 0, w, sizeof(w)),
+				  spf ? "the spf filter" : "a milter socket");
+	}
+	if (c->metrics_listen && *c->metrics_listen &&
+	    moat_addr_parse(c->metrics_listen, &c->metrics_addr, why, sizeof(why)) < 0)
+		add_error(errs, "%s: metrics_listen: %s",
+			  opt_where("", "metrics_listen", c->path, 0, w, sizeof(w)), why);
+	c->metrics_nets = calloc(c->metrics_allow.n + 1, sizeof(*c->metrics_nets));
+	for (size_t i = 0; c->metrics_nets && i < c->metrics_allow.n; i++) {
+		if (moat_net_parse(c->metrics_allow.v[i], &c->metrics_nets[c->nmetrics_nets], why,
+				   sizeof(why)) < 0)
+			add_error(errs, "%s: metrics_allow: %s",
+				  opt_where("", "metrics_allow", c->path, 0, w, sizeof(w)), why);
+		else
+			c->nmetrics_nets++;
 	}
 	if (c->spool_directory && c->spool_directory[0] != '/')
 		add_error(errs, "%s: spool_directory: expected an absolute path, got \"%s\"",
@@ -977,8 +1075,10 @@ void moat_config_unref(struct moat_config *c)
 		free(d);
 	}
 	free(c->sections);
+	free(c->metrics_nets);
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		free(c->listeners[i].name);
+		free(c->listeners[i].proxy_from);
 		free_opts(&c->listeners[i], listener_opts, NELEM(listener_opts));
 	}
 	free(c->listeners);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "addr.h"
+#include "net.h"
 
 enum moat_role { MOAT_ROLE_INBOUND = 0, MOAT_ROLE_SUBMISSION = 1 };
 /* TLS security levels, as Postfix names them (smtpd_tls_security_level). */
@@ -56,6 +57,10 @@ void moat_section_error(struct moat_section_ctx *ctx, const char *opt, const cha
 	__attribute__((format(printf, 3, 4)));
 /* The name of the section being prepared. */
 const char *moat_section_name(const struct moat_section_ctx *ctx);
+/* The configuration being loaded (global options such as `filters` are
+ * read; sections may not be prepared yet). */
+struct moat_config;
+const struct moat_config *moat_section_config(const struct moat_section_ctx *ctx);
 /* "file:line" where opt was set (or where the section is), for messages
  * about other files the option names. */
 const char *moat_section_where(struct moat_section_ctx *ctx, const char *opt);
@@ -125,6 +130,9 @@ struct moat_listener_conf {
 	char *upstream_tls_verify;	/* "none", "ca", "hostname" */
 	char *upstream_tls_ca_file;	/* "": the system's CA store */
 	char *upstream_tls_name;	/* "": the host part of upstream */
+	int proxy_protocol;		/* accept a PROXY v1/v2 header first */
+	struct moat_str_list proxy_protocol_from;	/* from these networks only */
+	char *upstream_proxy_protocol;	/* "none", "v1", "v2" */
 	/* derived */
 	enum moat_role role_id;
 	struct moat_addr listen_addr;
@@ -132,6 +140,9 @@ struct moat_listener_conf {
 	enum moat_tls_level tls_level;		/* MOAT_TLS_ENCRYPT with tls_wrappermode */
 	enum moat_tls_level upstream_tls_level;
 	enum moat_tls_verify upstream_tls_verify_id;
+	struct moat_net *proxy_from;	/* proxy_protocol_from parsed */
+	size_t nproxy_from;
+	int upstream_proxy_version;	/* 0 none, 1, 2 */
 };
 
 /* The milter front end (section `milter { }`, util/config.c declares it):
@@ -173,11 +184,29 @@ struct moat_config {
 	char *spool_directory;
 	char *syslog_facility;
 	char *pid_file;
+	char *control_socket;		/* "": no control socket */
 	struct moat_str_list filters;	/* enabled filters, in order */
 	char *authserv_id;		/* Authentication-Results id; "" = hostname */
 	int dry_run;			/* no filter rejects or tempfails */
+	char *user;			/* the unprivileged user moatd runs as */
+	char *group;			/* "": user's own group */
+	char *chroot;			/* "": none */
+	long client_ipv4_prefix;	/* what one client address is, for the limits */
+	long client_ipv6_prefix;
+	long max_connection_rate;	/* new connections a minute per client */
+	long max_client_errors;		/* error replies a minute per client */
+	long greet_pause;		/* seconds before the greeting; 0: none */
+	char *pregreet_action;		/* "reject", "score", "log" */
+	double pregreet_score;
+	long stress_threshold;		/* percent of max_connections */
+	long stress_client_timeout;	/* client_timeout under stress */
+	char *metrics_listen;		/* metrics and status page; "": off */
+	struct moat_str_list metrics_allow;	/* networks allowed to read them */
 	/* derived */
 	int facility;
+	struct moat_addr metrics_addr;	/* metrics_listen parsed */
+	struct moat_net *metrics_nets;	/* metrics_allow parsed */
+	size_t nmetrics_nets;
 	size_t nlisteners;
 	struct moat_listener_conf *listeners;
 	size_t nsections;

@@ -1,5 +1,6 @@
 """DKIM keys for the tests: RSA and Ed25519 private keys made with openssl
-in a temporary directory (mode 0600), their DNS records, and a dnsfunc
+in a temporary directory (mode 0600; as root 0640, group of the user
+moatd runs as, as keys it reads after its privilege drop), their DNS records, and a dnsfunc
 for dkimpy that answers from those records.
 
     keys = DkimKeys()                    # makes rsa1 and ed1
@@ -18,6 +19,8 @@ import subprocess
 import tempfile
 
 import dkim  # dkimpy (python3-dkim; python3-nacl for ed25519)
+
+from moattest import readable_by_run_user
 
 
 def _run(args):
@@ -44,6 +47,8 @@ class DkimKeys:
         self.ed_txt = "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode()
         self.ed_seed = base64.b64encode(priv[-32:])
         self.published = {}
+        # as a site installs them: moatd's milter process reads them as moat's user
+        readable_by_run_user(self.dir, self.rsa_path, self.ed_path)
 
     def publish(self, name, kind):
         """Publishes the rsa or ed25519 key at name for dnsfunc; returns

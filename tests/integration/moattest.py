@@ -4,7 +4,8 @@ Python 3 standard library only. Pieces:
 
   free_port()       a free TCP port on 127.0.0.1
   Upstream          a recording upstream SMTP server with fault modes
-  Moatd             starts/stops moatd with a generated config, captures its log
+  Moatd             starts/stops moatd with a generated config, captures its log;
+                    as root it runs moatd with -o user=RUN_USER (nobody)
   Rig               an Upstream and a Moatd wired together (context manager)
   Client            a raw-socket SMTP client (exact bytes, pipelining)
   swaks()           runs swaks
@@ -211,6 +212,7 @@ class UpSession:
         self.messages = []
         self.closed = False
         self.ehlo_count = 0
+        self.proxy_header = None   # bytes, with Upstream(proxy_protocol=True)
 
     def verbs(self):
         return [c.split(b" ", 1)[0].upper().decode("latin-1") for c in self.commands]
@@ -238,6 +240,8 @@ class Upstream:
       hostname       name in the greeting
       queue_prefix   queue id prefix ("queued as PREFIXn")
       fault_from     faults apply only to connections with index >= this
+      proxy_protocol read a PROXY protocol header (v1 or v2) before the
+                     greeting; each session keeps it in proxy_header
     """
 
     def __init__(self, port=None, caps=None, **kw):
@@ -263,6 +267,7 @@ class Upstream:
         self.hostname = "upstream.test"
         self.queue_prefix = "QID"
         self.fault_from = 0
+        self.proxy_protocol = False
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("Upstream: unknown option %s" % k)
@@ -456,6 +461,17 @@ class Upstream:
         rcpts = []
         xcl = None
         try:
+            if cfg["proxy_protocol"]:
+                sig = b"\r\n\r\n\x00\r\nQUIT\n"
+                while len(st["buf"]) < 16 and not (st["buf"][:1] == b"P" and b"\r\n" in st["buf"]):
+                    recv_more()
+                if st["buf"].startswith(sig):
+                    n = 16 + int.from_bytes(st["buf"][14:16], "big")
+                    while len(st["buf"]) < n:
+                        recv_more()
+                    sess.proxy_header, st["buf"] = st["buf"][:n], st["buf"][n:]
+                else:
+                    sess.proxy_header = readline() + b"\r\n"
             ok = respond("greeting", "220 %s ESMTP recorder" % self.hostname)
             while True:
                 line = readline()
@@ -726,6 +742,37 @@ def expect_reply(r, code, enhanced=None, what="reply"):
 
 # ---------------------------------------------------------------- moatd
 
+# The unprivileged user moatd drops to when the tests run as root.
+RUN_USER = "nobody"
+
+
+def readable_by_run_user(*paths):
+    """As a site makes files moatd re-reads on reload after the drop
+    (certificates, keys, lists): owner root, group RUN_USER's, mode 0750
+    for directories and 0640 for files."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    gid = pwd.getpwnam(RUN_USER).pw_gid
+    for p in paths:
+        os.chown(p, 0, gid)
+        os.chmod(p, 0o750 if os.path.isdir(p) else 0o640)
+
+
+def give_to_run_user(*dirs):
+    """Lets RUN_USER reach moatd's files after the privilege drop: the
+    directories become searchable and readable, and the last one (the
+    spool) its own. Nothing to do when the tests do not run as root."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+    pw = pwd.getpwnam(RUN_USER)
+    for d in dirs[:-1] + (os.path.dirname(dirs[-1]),):
+        os.chmod(d, 0o755)
+    os.chown(dirs[-1], pw.pw_uid, pw.pw_gid)
+    os.chmod(dirs[-1], 0o700)
+
+
 _current_rigs = []
 _all_moatds = []     # every Moatd of the current test (the runner cleans up)
 
@@ -804,6 +851,10 @@ class Moatd:
 
     def argv(self, extra=()):
         a = [self.binary, "-f", "-c", self.conf]
+        if os.geteuid() == 0 and not any(o.startswith("user=") for o in self.overrides) \
+                and "user" not in self.options:
+            # moatd refuses to stay root: the tests run it as RUN_USER
+            a += ["-o", "user=" + RUN_USER]
         for o in self.overrides:
             a += ["-o", o]
         a += list(extra)
@@ -813,6 +864,7 @@ class Moatd:
         if not os.access(self.binary, os.X_OK):
             fail("moatd binary %s not built" % self.binary)
         self.log_fh = open(self.logfile, "wb")
+        give_to_run_user(self.tmp, self.spool)
         argv = self.argv()
         if self.wrapper:
             argv = self.wrapper(argv)

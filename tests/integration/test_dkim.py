@@ -157,6 +157,7 @@ def test_submission_listener_signs_and_others_do_not():
         eq(header_values(m.body, "DKIM-Signature"), [], "no signature on inbound mail")
         ar = " ".join(header_values(m.body, "Authentication-Results"))
         check("dkim=none" in ar, "Authentication-Results %r" % ar)
+        eq(r.moatd.grep(r"not signed"), [], "inbound mail is no signing candidate: no log line")
     # a From domain the table does not name: not signed (the envelope
     # sender is only the fallback when From: has no address)
     with srig('dkim.sign_networks={"127.0.0.0/8"}') as r:
@@ -165,6 +166,8 @@ def test_submission_listener_signs_and_others_do_not():
         c.quit()
         m = r.up.wait_messages(1)[0]
         eq(header_values(m.body, "DKIM-Signature"), [], "foreign From: not signed")
+        r.moatd.wait_log(r"session=\S+: dkim: not signed: no signing_table entry matches "
+                         r"carol@example\.net \(signing candidate: client in sign_networks\)")
 
 
 def test_bad_key_file_is_a_config_error():

@@ -29,7 +29,7 @@ def man_documented(path):
     with open(path) as f:
         for line in f:
             line = line.rstrip("\n")
-            m = re.match(r"^\.B ([a-z_]+)$", line)
+            m = re.match(r"^\.B ([a-z][a-z0-9_]*)$", line)
             if prev == ".TP" and m:
                 names.append(m.group(1))
             prev = line

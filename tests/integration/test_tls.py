@@ -537,6 +537,7 @@ def test_client_certificate_subject_logged():
 def test_sighup_reloads_certificate():
     p = pki()
     d = tempfile.mkdtemp(prefix="moat-tls-reload.")
+    readable_by_run_user(d)     # moatd reads it again after its privilege drop
     cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
     shutil.copy(p.moat[0], cert)
     shutil.copy(p.moat[1], key)

@@ -2,7 +2,8 @@
  * test_store_redis - filters/store_redis.c against a real redis-server
  * it starts on a free loopback port: get/set/incr with TTL/del; a
  * stalled server (SIGSTOP) answers UNAVAILABLE at the deadline; a dead
- * one too, at once; the store reconnects by itself when it is back.
+ * one too, at once; the store reconnects by itself when it is back;
+ * key_prefix and the database number.
  */
 #include "store_redis.h"
 #include "unit.h"
@@ -160,6 +161,30 @@ TEST(dead_server_then_recovery)
 	CHECK(st == MOAT_STORE_OK);
 }
 
+/* key_prefix and redis_db: the key lands as PREFIX+key in that
+ * database, and nowhere else. */
+TEST(prefix_and_db)
+{
+	struct moat_store_redis_conf conf = {.host = "127.0.0.1", .port = port, .timeout_ms = 200,
+					     .db = 2, .prefix = "pfx:"};
+	struct moat_store *p = moat_store_redis_new(base, &conf);
+	spin(0.3);
+	got = 0;
+	moat_store_set(p, "k", "in2", 3, 0, cb, NULL);
+	wait_answer();
+	CHECK(st == MOAT_STORE_OK);
+	got = 0;
+	moat_store_get(p, "k", cb, NULL);
+	wait_answer();
+	CHECK(st == MOAT_STORE_OK && strcmp(val, "in2") == 0);
+	got = 0;
+	moat_store_get(s, "pfx:k", cb, NULL);	/* db 0, no prefix */
+	wait_answer();
+	CHECK(st == MOAT_STORE_MISSING);
+	CHECK(p->stats.ops == 2 && p->stats.unavailable == 0 && !p->stats.down);
+	moat_store_free(p);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -170,6 +195,7 @@ int main(void)
 	s = moat_store_redis_new(base, &conf);
 	spin(0.3);
 	RUN(roundtrip);
+	RUN(prefix_and_db);
 	RUN(stalled_server_answers_at_the_deadline);
 	RUN(dead_server_then_recovery);
 	moat_store_free(s);
