@@ -34,7 +34,7 @@ DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunboun
 # DKIM implementations the interop tests check against: dkimpy (python3-dkim,
 # python3-nacl for ed25519), Mail::DKIM, OpenDKIM's tools; headless
 # chromium loads the status page (tests/integration/test_metrics.py).
-CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools chromium dpkg-dev debhelper
+CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server redis-sentinel groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools chromium dpkg-dev debhelper
 
 # Benchmarks (tests/bench/): Postfix's smtp-source/smtp-sink and a Postfix,
 # unbound for the test zones, OpenDKIM to compare the milter with.

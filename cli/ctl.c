@@ -86,11 +86,18 @@ const char *moat_ctl_socket(const struct moat_config *c, int *argc, char ***argv
 
 int moat_ctl_request(const char *path, const char *line)
 {
+	return moat_ctl_ask(path, line, 0);
+}
+
+int moat_ctl_ask(const char *path, const char *line, int quiet_unreachable)
+{
 	char answer[65536];
 	int fd = connect_to(path);
 	if (fd < 0) {
-		fprintf(stderr, "moat: cannot reach moatd at %s: %s\n", path, strerror(errno));
-		return 2;
+		if (!quiet_unreachable)
+			fprintf(stderr, "moat: cannot reach moatd at %s: %s\n", path,
+				strerror(errno));
+		return quiet_unreachable ? MOAT_CTL_UNREACHABLE : 2;
 	}
 	size_t len = strlen(line);
 	if (write(fd, line, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||

@@ -16,6 +16,10 @@ const char *moat_ctl_socket(const struct moat_config *c, int *argc, char ***argv
  * text to stdout, or to stderr after an error). Returns 0 (ok), 1
  * (moatd answered an error), 2 (moatd could not be reached). */
 int moat_ctl_request(const char *path, const char *line);
+/* The same; with quiet_unreachable, a socket nobody listens on is not
+ * reported and returns MOAT_CTL_UNREACHABLE (the caller has another way). */
+#define MOAT_CTL_UNREACHABLE 3
+int moat_ctl_ask(const char *path, const char *line, int quiet_unreachable);
 
 /* argv[0] is "status" / "reload"; return the exit status. c may be
  * NULL (a configuration with errors): then -s must name the socket. */

@@ -20,7 +20,7 @@
  *	sign ...	DKIM-sign a message file as the daemon would (sign.c)
  *	verify [FILE]	check a message's DKIM signatures (verify.c)
  *	status, reload	ask the running moatd, through its control socket (ctl.c)
- *	rep show|clear X  reputation counts moatd holds (rep.c)
+ *	rep get|set|clear X  reputation counts and marks moatd holds (rep.c)
  *	version		print the version
  *
  * A command that needs the configuration gets it loaded (exit 78 with
@@ -126,8 +126,10 @@ static const struct {
 	 "reload [-s SOCKET]  make moatd re-read its configuration, as SIGHUP; exit 1\n"
 	 "              with the errors if it is refused (the running one stays)"},
 	{"rep", 2, moat_cli_rep,
-	 "rep [-s SOCKET] show|clear ADDRESS|NETWORK|DOMAIN  read or delete reputation\n"
-	 "              counts in the running moatd's store"},
+	 "rep [-s SOCKET] get|clear ADDRESS|NETWORK|DOMAIN  read or delete reputation\n"
+	 "              counts in the running moatd's store (or in Redis)\n"
+	 "  rep [-s SOCKET] set ADDRESS|NETWORK|DOMAIN good|bad|neutral [--ttl DAYS]\n"
+	 "              mark a name by hand"},
 	{"version", 0, cmd_version, "version       print the version"},
 };
 

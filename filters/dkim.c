@@ -22,6 +22,7 @@
 #include "ascii.h"
 #include "dkim_keyfile.h"
 #include "log.h"
+#include "privilege.h"
 #include "resolver.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -625,6 +626,7 @@ static int dkim_prepare(void *data, struct moat_section_ctx *ctx)
 {
 	struct dkim_conf *c = data;
 	const struct dkim_key_conf *items = c->items.v;
+	const struct moat_config *run = moat_section_config(ctx);
 	const char *names[DKIM_MAX_KEYS];
 	char err[600];
 	int bad = 0;
@@ -694,6 +696,12 @@ static int dkim_prepare(void *data, struct moat_section_ctx *ctx)
 			moat_section_item_error(ctx, kc->name, "file", "%s", err);
 			bad++;
 			continue;
+		}
+		/* moatd -t as root: the key is read again after the drop */
+		if (moat_privilege_check_read(run->user, run->group, kc->file, err,
+					      sizeof(err)) < 0) {
+			moat_section_item_error(ctx, kc->name, "file", "%s", err);
+			bad++;
 		}
 		names[c->nkeys] = kc->name;
 		c->keys[c->nkeys++] = k;

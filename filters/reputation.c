@@ -9,6 +9,11 @@
  * passed (read from the verdict's authentication results), so mail that
  * forges a domain cannot change that domain's reputation.
  *
+ * An operator may mark a name good, bad or neutral by hand (`moat rep
+ * set`): the mark, kept in a key of its own, replaces what was learned
+ * of that name (REP_*_MANUAL_GOOD/BAD; neutral: no opinion) until it
+ * expires or is cleared.
+ *
  * Counts decay by sliding window: each count lives in the key of the
  * period (`window` seconds) in which it was made, and what a name has
  * is this period's count plus the previous period's, weighted by the
@@ -43,6 +48,7 @@ struct rep_conf {
 	double bad_ratio;
 	double good_ratio;
 	double ip_bad, ip_good, net_bad, net_good, domain_bad, domain_good;
+	double manual_bad, manual_good;
 };
 
 #define R(f) offsetof(struct rep_conf, f)
@@ -68,6 +74,12 @@ static const struct moat_opt rep_opts[] = {
 	 "Score of REP_DOMAIN_BAD: an authenticated domain (SPF pass, DKIM pass) sent mostly spam."},
 	{"domain_good_score", MOAT_OPT_FLOAT, R(domain_good), 0, NULL, -1000, 1000, -1.5, NULL,
 	 "Score of REP_DOMAIN_GOOD: an authenticated domain sent mostly ham."},
+	{"manual_bad_score", MOAT_OPT_FLOAT, R(manual_bad), 0, NULL, -1000, 1000, 5, NULL,
+	 "Score of REP_IP_MANUAL_BAD, REP_NET_MANUAL_BAD and REP_DOMAIN_MANUAL_BAD: an "
+	 "operator marked the name bad (moat rep set)."},
+	{"manual_good_score", MOAT_OPT_FLOAT, R(manual_good), 0, NULL, -1000, 1000, -5, NULL,
+	 "Score of REP_IP_MANUAL_GOOD, REP_NET_MANUAL_GOOD and REP_DOMAIN_MANUAL_GOOD: an "
+	 "operator marked the name good (moat rep set)."},
 };
 
 static int rep_prepare(void *data, struct moat_section_ctx *ctx)
@@ -92,6 +104,8 @@ struct rep_name {
 	enum kind kind;
 	char name[MOAT_REP_NAME_MAX];
 	long long n[2][2];	/* [ham/spam][this period, the previous one] */
+	enum moat_rep_mark mark;	/* set by hand */
+	long long mark_expires;	/* unix time; 0: never */
 	int unknown;		/* the store did not answer for it */
 	int cleared;		/* keys deleted */
 };
@@ -240,6 +254,43 @@ static int key_for(const struct rep_name *e, int cls, long long period, char *ou
 	return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
+/* The key of a name's mark set by hand. */
+static int manual_key(const struct rep_name *e, char *out, size_t len)
+{
+	int n = snprintf(out, len, "rep:%s:%s:manual", kind_key[e->kind], e->name);
+	return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static const char *const mark_name[] = {"none", "good", "bad", "neutral"};
+
+enum moat_rep_mark moat_rep_mark_parse(const char *v, size_t len, long long *expires)
+{
+	char buf[64];
+	if (len >= sizeof(buf))
+		return MOAT_REP_MARK_NONE;
+	memcpy(buf, v, len);
+	buf[len] = '\0';
+	char *sp = strchr(buf, ' ');
+	*expires = 0;
+	if (sp) {
+		char *end;
+		*sp++ = '\0';
+		long long t = strtoll(sp, &end, 10);
+		if (*end || t < 0)
+			return MOAT_REP_MARK_NONE;
+		*expires = t;
+	}
+	for (int m = MOAT_REP_MARK_GOOD; m <= MOAT_REP_MARK_NEUTRAL; m++)
+		if (strcmp(buf, mark_name[m]) == 0)
+			return (enum moat_rep_mark)m;
+	return MOAT_REP_MARK_NONE;
+}
+
+const char *moat_rep_mark_name(enum moat_rep_mark m)
+{
+	return (unsigned)m < NELEM(mark_name) ? mark_name[m] : "none";
+}
+
 /* ---- reading the counts ------------------------------------------------ */
 
 struct rep_fetch;
@@ -251,7 +302,7 @@ struct rep_slot {
 struct rep_fetch {
 	size_t n;
 	struct rep_name names[MAX_NAMES];
-	struct rep_slot slots[MAX_NAMES * 4];
+	struct rep_slot slots[MAX_NAMES * 5];	/* 4 counts and the mark per name */
 	int pending;
 	int clearing;		/* DEL instead of GET */
 	long window;
@@ -261,6 +312,7 @@ struct rep_fetch {
 	void (*finish)(struct rep_fetch *f);
 	struct moat_filter_call *call;	/* the filter's lookups */
 	moat_rep_cb cb;			/* show, clear */
+	void (*good_cb)(void *arg, int good);	/* moat_rep_client_good() */
 	void *arg;
 };
 
@@ -275,6 +327,8 @@ static void on_answer(void *arg, enum moat_store_status st, const char *value, s
 		e->unknown = 1;
 	} else if (st == MOAT_STORE_OK && f->clearing) {
 		e->cleared++;
+	} else if (st == MOAT_STORE_OK && value && sl->cls < 0) {
+		e->mark = moat_rep_mark_parse(value, len, &e->mark_expires);
 	} else if (st == MOAT_STORE_OK && value) {
 		char buf[32];
 		size_t l = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
@@ -309,6 +363,17 @@ static int fetch_start(struct moat_store *s, struct rep_fetch *f)
 				if (!op)
 					f->pending--;	/* no memory: no answer comes */
 			}
+	for (size_t i = 0; i < f->n; i++) {
+		struct rep_slot *sl = &f->slots[k++];
+		*sl = (struct rep_slot){f, (int)i, -1, 0};
+		if (manual_key(&f->names[i], key, sizeof(key)) < 0)
+			continue;
+		f->pending++;
+		struct moat_store_op *op = f->clearing ? moat_store_del(s, key, on_answer, sl)
+						       : moat_store_get(s, key, on_answer, sl);
+		if (!op)
+			f->pending--;
+	}
 	return --f->pending;
 }
 
@@ -347,17 +412,40 @@ static double score_of(const struct rep_conf *c, enum kind k, int bad)
 	}
 }
 
+/* Marks set by hand, one symbol per kind (bad wins over good). */
+static void manual_symbols(struct rep_fetch *f, int k)
+{
+	const struct rep_name *pick = NULL;
+	for (size_t i = 0; i < f->n; i++) {
+		const struct rep_name *e = &f->names[i];
+		if ((int)e->kind != k || e->unknown)
+			continue;
+		if (e->mark == MOAT_REP_MARK_BAD ||
+		    (e->mark == MOAT_REP_MARK_GOOD && !pick))
+			pick = e;
+	}
+	if (!pick)
+		return;
+	int bad = pick->mark == MOAT_REP_MARK_BAD;
+	char sym[40];
+	snprintf(sym, sizeof(sym), "REP_%s_MANUAL_%s", kind_sym[k], bad ? "BAD" : "GOOD");
+	moat_call_symbol(f->call, sym, bad ? f->conf->manual_bad : f->conf->manual_good,
+			 "%s %s marked %s by hand", kind_key[k], pick->name, mark_name[pick->mark]);
+}
+
 static void stage_finish(struct rep_fetch *f)
 {
-	/* one symbol per kind: a bad name of the kind wins over a good one */
+	/* one symbol per kind: a bad name of the kind wins over a good one;
+	 * a name marked by hand counts by its mark only */
 	for (int k = K_IP; k <= K_DOMAIN; k++) {
+		manual_symbols(f, k);
 		const struct rep_name *pick = NULL;
 		enum rating pr = R_UNKNOWN;
 		double ph = 0, ps = 0;
 		for (size_t i = 0; i < f->n; i++) {
 			double ham, spam;
 			const struct rep_name *e = &f->names[i];
-			if ((int)e->kind != k)
+			if ((int)e->kind != k || e->mark != MOAT_REP_MARK_NONE)
 				continue;
 			enum rating r = rate(f, e, &ham, &spam);
 			if ((r == R_BAD && pr != R_BAD) || (r == R_GOOD && !pick)) {
@@ -510,16 +598,20 @@ static void report(struct rep_fetch *f)
 		} else {
 			double ham, spam;
 			enum rating r = rate(f, e, &ham, &spam);
+			char until[40] = "";
+			if (e->mark && e->mark_expires)
+				snprintf(until, sizeof(until), " manual_expires=%lld", e->mark_expires);
 			w = snprintf(text + used, sizeof(text) - used,
 				     "%s %s ham=%.1f spam=%.1f ham_now=%lld spam_now=%lld "
-				     "ham_prev=%lld spam_prev=%lld window=%ld verdict=%s\n",
+				     "ham_prev=%lld spam_prev=%lld window=%ld manual=%s%s verdict=%s\n",
 				     kind_key[e->kind], e->name, ham, spam, e->n[HAM][0], e->n[SPAM][0],
-				     e->n[HAM][1], e->n[SPAM][1], f->window, rating_name[r]);
+				     e->n[HAM][1], e->n[SPAM][1], f->window, mark_name[e->mark], until,
+				     e->mark && !e->unknown ? mark_name[e->mark] : rating_name[r]);
 		}
 		if (w > 0 && (size_t)w < sizeof(text) - used)
 			used += (size_t)w;
 	}
-	f->cb(f->arg, text);
+	f->cb(f->arg, 1, text);
 	free(f);
 }
 
@@ -566,4 +658,128 @@ int moat_rep_clear(struct moat_store *s, const void *rconf, const char *what, mo
 		   void *arg, char *err, size_t errlen)
 {
 	return query(s, rconf, what, 1, cb, arg, err, errlen);
+}
+
+/* ---- marks set by hand ------------------------------------------------- */
+
+struct rep_set {
+	moat_rep_cb cb;
+	void *arg;
+	char line[MOAT_REP_NAME_MAX + 80];	/* "ip 192.0.2.1 marked bad ..." */
+};
+
+static void set_answered(void *arg, enum moat_store_status st, const char *value, size_t len,
+			 long long number)
+{
+	struct rep_set *rs = arg;
+	char text[sizeof(rs->line) + 64];
+	(void)value;
+	(void)len;
+	(void)number;
+	int ok = st != MOAT_STORE_UNAVAILABLE;
+	snprintf(text, sizeof(text), "%s%s\n", rs->line,
+		 ok ? "" : ": not stored (the store did not answer)");
+	rs->cb(rs->arg, ok, text);
+	free(rs);
+}
+
+int moat_rep_set(struct moat_store *s, const char *what, enum moat_rep_mark mark, long ttl_days,
+		 moat_rep_cb cb, void *arg, char *err, size_t errlen)
+{
+	struct rep_name e[MAX_NAMES];
+	char key[KEY_MAX], val[64];
+	if (!s) {
+		snprintf(err, errlen, "no store");
+		return -1;
+	}
+	if (mark < MOAT_REP_MARK_GOOD || mark > MOAT_REP_MARK_NEUTRAL || ttl_days < 0 ||
+	    ttl_days > MOAT_REP_MARK_MAX_DAYS) {
+		snprintf(err, errlen, "a mark is good, bad or neutral, for 0 (no expiry) to %d days",
+			 MOAT_REP_MARK_MAX_DAYS);
+		return -1;
+	}
+	if (names_of(what, 0, e, err, errlen) != 1)
+		return -1;
+	if (manual_key(&e[0], key, sizeof(key)) < 0) {
+		snprintf(err, errlen, "name too long");
+		return -1;
+	}
+	long ttl = ttl_days * 86400;
+	long long expires = ttl ? (long long)time(NULL) + ttl : 0;
+	if (expires)
+		snprintf(val, sizeof(val), "%s %lld", mark_name[mark], expires);
+	else
+		snprintf(val, sizeof(val), "%s", mark_name[mark]);
+	struct rep_set *rs = calloc(1, sizeof(*rs));
+	if (!rs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rs->cb = cb;
+	rs->arg = arg;
+	if (ttl)
+		snprintf(rs->line, sizeof(rs->line), "%s %s marked %s for %ld days (until %lld)",
+			 kind_key[e[0].kind], e[0].name, mark_name[mark], ttl_days, expires);
+	else
+		snprintf(rs->line, sizeof(rs->line), "%s %s marked %s (no expiry)",
+			 kind_key[e[0].kind], e[0].name, mark_name[mark]);
+	if (!moat_store_set(s, key, val, strlen(val), ttl, set_answered, rs)) {
+		free(rs);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the client's standing, for other filters --------------------------- */
+
+static void good_finish(struct rep_fetch *f)
+{
+	int good = 0, bad = 0;
+	for (size_t i = 0; i < f->n; i++) {
+		const struct rep_name *e = &f->names[i];
+		double ham, spam;
+		enum rating r = rate(f, e, &ham, &spam);
+		if (e->mark == MOAT_REP_MARK_GOOD)
+			r = R_GOOD;
+		else if (e->mark == MOAT_REP_MARK_BAD)
+			r = R_BAD;
+		else if (e->mark == MOAT_REP_MARK_NEUTRAL)
+			r = R_NEUTRAL;
+		if (e->unknown)
+			r = R_UNKNOWN;
+		good |= r == R_GOOD;
+		bad |= r == R_BAD;
+	}
+	f->good_cb(f->arg, good && !bad);
+	free(f);
+}
+
+int moat_rep_client_good(struct moat_store *s, const void *rconf, const char *ip,
+			 void (*cb)(void *arg, int good), void *arg)
+{
+	const struct rep_conf *c = rconf;
+	unsigned char b[16];
+	int fam;
+	struct rep_fetch *f;
+	if (!s || !c || !ip || !(f = calloc(1, sizeof(*f))))
+		return -1;
+	if (canon_ip(ip, f->names[0].name, sizeof(f->names[0].name), &fam, b) < 0 ||
+	    moat_rep_net(ip, f->names[1].name, sizeof(f->names[1].name)) < 0) {
+		free(f);
+		return -1;
+	}
+	f->names[0].kind = K_IP;
+	f->names[1].kind = K_NET;
+	f->n = 2;
+	f->window = c->window;
+	f->conf = c;
+	f->finish = good_finish;
+	f->good_cb = cb;
+	f->arg = arg;
+	if (fetch_start(s, f) == 0) {
+		free(f);
+		return -1;
+	}
+	return 0;
 }

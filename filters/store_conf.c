@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "redis_link.h"
 #include "store_redis.h"
 
 struct store_conf {
@@ -31,6 +32,12 @@ struct store_conf {
 	long redis_db;
 	long timeout_ms;
 	char *key_prefix;
+	long redis_max_reply;
+	struct moat_str_list redis_servers;	/* several: a hash ring */
+	struct moat_str_list redis_replicas;
+	struct moat_str_list sentinels;
+	char *sentinel_master;
+	int sentinel_replica_reads;
 	/* derived */
 	char host[256];
 	int port;
@@ -63,31 +70,68 @@ static const struct moat_opt store_opts[] = {
 	{"key_prefix", MOAT_OPT_STR, S(key_prefix), 0, "moat:", 0, 0, 0, NULL,
 	 "redis: put before every key moat uses (docs/redis-keys.md), so several "
 	 "installations or applications can share one database."},
+	{"redis_max_reply", MOAT_OPT_INT, S(redis_max_reply), 1048576, NULL, 1024, 536870912, 0, NULL,
+	 "redis: octets one reply may take; a larger one answers \"unknown\" and its "
+	 "connection is reset, so a bad value or server cannot make moatd allocate without bound."},
+	{"redis_servers", MOAT_OPT_STR_LIST, S(redis_servers), 0, "{}", 0, 0, 0, NULL,
+	 "redis: several servers as \"host:port\"; keys are spread over them by consistent "
+	 "hashing, and the keys of a server that is down answer \"unknown\" (they do not move). "
+	 "Used instead of redis_server when set."},
+	{"redis_replicas", MOAT_OPT_STR_LIST, S(redis_replicas), 0, "{}", 0, 0, 0, NULL,
+	 "redis: replicas of redis_server as \"host:port\"; reads go to them (round robin, the "
+	 "primary when none is up), writes to the primary. Replication is asynchronous: a read "
+	 "may miss a write of the last moments."},
+	{"sentinels", MOAT_OPT_STR_LIST, S(sentinels), 0, "{}", 0, 0, 0, NULL,
+	 "redis: Redis Sentinel servers as \"host:port\"; the primary is the master they name "
+	 "sentinel_master, and a failover is followed. Used instead of redis_server when set."},
+	{"sentinel_master", MOAT_OPT_STR, S(sentinel_master), 0, "", 0, 0, 0, NULL,
+	 "redis: the master's name in the sentinels (sentinel monitor NAME ...)."},
+	{"sentinel_replica_reads", MOAT_OPT_BOOL, S(sentinel_replica_reads), 0, NULL, 0, 0, 0, NULL,
+	 "redis: with sentinels, send reads to the healthy replicas they list (as redis_replicas)."},
 };
+
+static int check_list(struct moat_section_ctx *ctx, const char *opt,
+		      const struct moat_str_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		char host[256];
+		int port;
+		if (redis_addr_parse(l->v[i], host, sizeof(host), &port) < 0) {
+			moat_section_error(ctx, opt, "\"%s\" is not host:port", l->v[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static int prepare(void *data, struct moat_section_ctx *ctx)
 {
 	struct store_conf *c = data;
 	const char *spec = c->redis_server ? c->redis_server : "";
-	const char *colon = strrchr(spec, ':');
-	const char *h = spec, *he = colon;
-	char *end;
-	long port = colon ? strtol(colon + 1, &end, 10) : 0;
 
-	if (h[0] == '[') {
-		h++;
-		he = colon && colon > spec && colon[-1] == ']' ? colon - 1 : NULL;
-	}
-	if (!colon || !he || he <= h || (size_t)(he - h) >= sizeof(c->host) || !colon[1] || *end ||
-	    port < 1 || port > 65535) {
+	if (redis_addr_parse(spec, c->host, sizeof(c->host), &c->port) < 0) {
 		moat_section_error(ctx, "redis_server", "\"%s\" is not host:port", spec);
 		return -1;
 	}
-	memcpy(c->host, h, (size_t)(he - h));
-	c->host[he - h] = '\0';
-	c->port = (int)port;
 	if (strlen(c->key_prefix ? c->key_prefix : "") > 64) {
 		moat_section_error(ctx, "key_prefix", "longer than 64 characters");
+		return -1;
+	}
+	if (check_list(ctx, "redis_servers", &c->redis_servers) < 0 ||
+	    check_list(ctx, "redis_replicas", &c->redis_replicas) < 0 ||
+	    check_list(ctx, "sentinels", &c->sentinels) < 0)
+		return -1;
+	if (c->sentinels.n && !(c->sentinel_master && *c->sentinel_master)) {
+		moat_section_error(ctx, "sentinels", "needs sentinel_master");
+		return -1;
+	}
+	if (c->sentinels.n && c->redis_servers.n) {
+		moat_section_error(ctx, "sentinels", "cannot be combined with redis_servers");
+		return -1;
+	}
+	if (c->redis_replicas.n && (c->redis_servers.n > 1 || c->sentinels.n)) {
+		moat_section_error(ctx, "redis_replicas", "only with one server (redis_server); "
+				   "with sentinels use sentinel_replica_reads");
 		return -1;
 	}
 	return 0;
@@ -111,37 +155,77 @@ void moat_store_register(void)
 
 static struct {
 	struct moat_store *store;
-	struct store_conf conf;		/* copies of what made it */
-	char *strs[6];			/* the copied strings */
+	char *sig;		/* what made it (conf_sig()) */
+	char desc[300];		/* moat_store_describe() */
+	long timeout_ms;
 	int have;
 } cur;
 
-static int same(const char *a, const char *b)
+/* Appends s and a separator to buf; -1 when out of memory. */
+static int sig_add(char **buf, size_t *len, const char *v)
 {
-	return strcmp(a ? a : "", b ? b : "") == 0;
+	size_t n = strlen(v ? v : "");
+	char *b = realloc(*buf, *len + n + 2);
+	if (!b)
+		return -1;
+	memcpy(b + *len, v ? v : "", n);
+	b[*len + n] = '\x1f';
+	b[*len + n + 1] = '\0';
+	*buf = b;
+	*len += n + 1;
+	return 0;
 }
 
-static int conf_equal(const struct store_conf *a, const struct store_conf *b)
+static int sig_list(char **buf, size_t *len, const struct moat_str_list *l)
 {
-	return same(a->backend, b->backend) && a->max_keys == b->max_keys &&
-	       same(a->host, b->host) && a->port == b->port &&
-	       same(a->redis_socket, b->redis_socket) && same(a->redis_user, b->redis_user) &&
-	       same(a->redis_password, b->redis_password) && a->redis_db == b->redis_db &&
-	       a->timeout_ms == b->timeout_ms && same(a->key_prefix, b->key_prefix);
+	char n[32];
+	snprintf(n, sizeof(n), "%zu", l->n);
+	int rc = sig_add(buf, len, n);
+	for (size_t i = 0; rc == 0 && i < l->n; i++)
+		rc = sig_add(buf, len, l->v[i]);
+	return rc;
 }
 
-static void keep_conf(const struct store_conf *c)
+/* Every option that makes a store, in one string: two configurations
+ * make the same store when their strings are equal. NULL when out of
+ * memory. */
+static char *conf_sig(const struct store_conf *c)
 {
-	for (size_t i = 0; i < sizeof(cur.strs) / sizeof(cur.strs[0]); i++)
-		free(cur.strs[i]);
-	cur.conf = *c;
-	cur.conf.backend = cur.strs[0] = strdup(c->backend ? c->backend : "");
-	cur.conf.redis_socket = cur.strs[1] = strdup(c->redis_socket ? c->redis_socket : "");
-	cur.conf.redis_user = cur.strs[2] = strdup(c->redis_user ? c->redis_user : "");
-	cur.conf.redis_password = cur.strs[3] = strdup(c->redis_password ? c->redis_password : "");
-	cur.conf.key_prefix = cur.strs[4] = strdup(c->key_prefix ? c->key_prefix : "");
-	cur.conf.redis_server = cur.strs[5] = strdup(c->redis_server ? c->redis_server : "");
-	cur.have = 1;
+	char *b = NULL, num[160];
+	size_t len = 0;
+	snprintf(num, sizeof(num), "%ld %ld %ld %ld %d %d", c->max_keys, c->redis_db, c->timeout_ms,
+		 c->redis_max_reply, c->port, c->sentinel_replica_reads);
+	if (sig_add(&b, &len, c->backend) < 0 || sig_add(&b, &len, num) < 0 ||
+	    sig_add(&b, &len, c->host) < 0 || sig_add(&b, &len, c->redis_socket) < 0 ||
+	    sig_add(&b, &len, c->redis_user) < 0 || sig_add(&b, &len, c->redis_password) < 0 ||
+	    sig_add(&b, &len, c->key_prefix) < 0 || sig_add(&b, &len, c->sentinel_master) < 0 ||
+	    sig_list(&b, &len, &c->redis_servers) < 0 || sig_list(&b, &len, &c->redis_replicas) < 0 ||
+	    sig_list(&b, &len, &c->sentinels) < 0) {
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+static void describe(const struct store_conf *c, char *buf, size_t len)
+{
+	if (strcmp(c->backend, "redis") != 0)
+		snprintf(buf, len, "memory (max_keys %ld)", c->max_keys);
+	else if (c->sentinels.n)
+		snprintf(buf, len, "redis sentinel master %s (%zu sentinels) db %ld", c->sentinel_master,
+			 c->sentinels.n, c->redis_db);
+	else if (c->redis_servers.n > 1)
+		snprintf(buf, len, "redis %zu servers (hash ring) db %ld", c->redis_servers.n,
+			 c->redis_db);
+	else if (c->redis_servers.n == 1)
+		snprintf(buf, len, "redis %s db %ld", c->redis_servers.v[0], c->redis_db);
+	else if (c->redis_socket && *c->redis_socket)
+		snprintf(buf, len, "redis unix:%s db %ld", c->redis_socket, c->redis_db);
+	else if (c->redis_replicas.n)
+		snprintf(buf, len, "redis %s db %ld, %zu replicas for reads", c->redis_server,
+			 c->redis_db, c->redis_replicas.n);
+	else
+		snprintf(buf, len, "redis %s db %ld", c->redis_server, c->redis_db);
 }
 
 static void free_retired(evutil_socket_t fd, short what, void *arg)
@@ -164,6 +248,15 @@ static struct moat_store *store_new(struct event_base *base, const struct store_
 		.timeout_ms = c->timeout_ms,
 		.db = c->redis_db,
 		.prefix = c->key_prefix,
+		.max_reply = (size_t)c->redis_max_reply,
+		.servers = (const char *const *)c->redis_servers.v,
+		.nservers = c->redis_servers.n,
+		.replicas = (const char *const *)c->redis_replicas.v,
+		.nreplicas = c->redis_replicas.n,
+		.sentinels = (const char *const *)c->sentinels.v,
+		.nsentinels = c->sentinels.n,
+		.sentinel_master = c->sentinel_master,
+		.sentinel_replica_reads = c->sentinel_replica_reads,
 	};
 	return moat_store_redis_new(base, &rc);
 }
@@ -176,24 +269,35 @@ int moat_store_apply(struct event_base *base, const struct moat_config *conf, ch
 		snprintf(err, errlen, "no store configuration");
 		return -1;
 	}
-	if (cur.store && cur.have && conf_equal(&cur.conf, c))
+	char *sig = conf_sig(c);
+	if (!sig) {
+		snprintf(err, errlen, "store: out of memory");
+		return -1;
+	}
+	if (cur.store && cur.have && strcmp(cur.sig, sig) == 0) {
+		free(sig);
 		return 0;
+	}
 	struct moat_store *s = store_new(base, c);
 	if (!s) {
+		free(sig);
 		snprintf(err, errlen, "store: out of memory");
 		return -1;
 	}
 	if (cur.store) {
 		/* answers come within the old deadline; free it after that */
-		long ms = cur.conf.timeout_ms + 2000;
+		long ms = cur.timeout_ms + 2000;
 		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 		if (event_base_once(base, -1, EV_TIMEOUT, free_retired, cur.store, &tv) < 0)
 			moat_log(LOG_WARNING, "store: the replaced store is kept (out of memory)");
 	}
 	cur.store = s;
-	keep_conf(c);
-	char d[300];
-	moat_log(LOG_INFO, "store: %s", moat_store_describe(d, sizeof(d)));
+	free(cur.sig);
+	cur.sig = sig;
+	cur.timeout_ms = c->timeout_ms;
+	describe(c, cur.desc, sizeof(cur.desc));
+	cur.have = 1;
+	moat_log(LOG_INFO, "store: %s", cur.desc);
 	return 0;
 }
 
@@ -204,15 +308,7 @@ struct moat_store *moat_store_current(void)
 
 const char *moat_store_describe(char *buf, size_t len)
 {
-	const struct store_conf *c = &cur.conf;
-	if (!cur.have)
-		snprintf(buf, len, "none");
-	else if (strcmp(c->backend, "redis") != 0)
-		snprintf(buf, len, "memory (max_keys %ld)", c->max_keys);
-	else if (c->redis_socket && *c->redis_socket)
-		snprintf(buf, len, "redis unix:%s db %ld", c->redis_socket, c->redis_db);
-	else
-		snprintf(buf, len, "redis %s db %ld", c->redis_server, c->redis_db);
+	snprintf(buf, len, "%s", cur.have ? cur.desc : "none");
 	return buf;
 }
 
@@ -220,9 +316,7 @@ void moat_store_shutdown(void)
 {
 	moat_store_free(cur.store);
 	cur.store = NULL;
-	for (size_t i = 0; i < sizeof(cur.strs) / sizeof(cur.strs[0]); i++) {
-		free(cur.strs[i]);
-		cur.strs[i] = NULL;
-	}
+	free(cur.sig);
+	cur.sig = NULL;
 	cur.have = 0;
 }

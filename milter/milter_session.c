@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "debuglog.h"
 #include "filter.h"
 #include "log.h"
 #include "message.h"
@@ -274,6 +275,7 @@ static void update_ctx(struct msess *s)
 	s->ctx.rcpts = (const char *const *)s->rcpts;
 	s->ctx.nrcpts = s->nrcpts;
 	s->ctx.message = s->message.spool ? &s->message : NULL;
+	moat_debuglog_apply(&s->ctx, s->conf);	/* debug section: trace to the log */
 }
 
 /* Runs stage on the loop thread and waits for it. Returns 0 with *r, or

@@ -1,11 +1,13 @@
 /*
  * control.c - moatd's control socket: a unix socket served on the loop,
- * where `moat status`, `moat reload` and `moat rep show|clear` reach
+ * where `moat status`, `moat reload` and `moat rep get|set|clear` reach
  * the running daemon.
  *
  * PROTOCOL
  *	The client sends one command line ending in LF (at most 1024
- *	octets): "status", "reload", "rep show WHAT", "rep clear WHAT".
+ *	octets): "status", "reload", "rep get WHAT" ("rep show WHAT"
+ *	is the same), "rep clear WHAT", "rep set WHAT good|bad|neutral
+ *	[DAYS]".
  *	moatd answers "ok" or "error" on the first line, then the text of
  *	the answer, line by line, and closes the connection. One command
  *	per connection; a client silent for 10 s is dropped.
@@ -151,28 +153,50 @@ static void cmd_reload(struct conn *c, char *arg)
 		answer(c, 1, "reloaded\n");
 }
 
-static void rep_answered(void *arg, const char *text)
+static void rep_answered(void *arg, int ok, const char *text)
 {
-	answer(arg, 1, text);
+	answer(arg, ok, text);
+}
+
+/* "rep set WHAT good|bad|neutral [DAYS]" */
+static int rep_set(struct conn *c, const char *what, char *err, size_t errlen)
+{
+	const char *mark = strtok(NULL, " "), *days = strtok(NULL, " ");
+	enum moat_rep_mark m = mark ? moat_rep_mark_parse(mark, strlen(mark), &(long long){0})
+				    : MOAT_REP_MARK_NONE;
+	char *end = NULL;
+	long d = days ? strtol(days, &end, 10) : 0;
+	if (m == MOAT_REP_MARK_NONE || strchr(mark, ' ') || (days && (*end || !*days)) ||
+	    strtok(NULL, " ")) {
+		snprintf(err, errlen, "usage: rep set ADDRESS|NETWORK|DOMAIN good|bad|neutral [DAYS]");
+		return -1;
+	}
+	return moat_rep_set(moat_store_current(), what, m, d, rep_answered, c, err, errlen);
 }
 
 static void cmd_rep(struct conn *c, char *arg)
 {
 	char *verb = strtok(arg, " "), *what = strtok(NULL, " "), err[300];
 	const struct moat_config *conf = c->ctl->hooks.srv->conf;
-	int (*fn)(struct moat_store *, const void *, const char *, moat_rep_cb, void *, char *,
-		  size_t) = NULL;
-	if (verb && strcmp(verb, "show") == 0)
-		fn = moat_rep_show;
-	else if (verb && strcmp(verb, "clear") == 0)
-		fn = moat_rep_clear;
-	if (!fn || !what || strtok(NULL, " ")) {
-		answer(c, 0, "usage: rep show|clear ADDRESS|NETWORK|DOMAIN");
+	const void *rconf = moat_config_section(conf, "reputation");
+	int r;
+	if (!verb || !what) {
+		answer(c, 0, "usage: rep get|show|set|clear ADDRESS|NETWORK|DOMAIN ...");
 		return;
 	}
 	c->busy = 1;
-	if (fn(moat_store_current(), moat_config_section(conf, "reputation"), what, rep_answered,
-	       c, err, sizeof(err)) < 0)
+	if (strcmp(verb, "set") == 0) {
+		r = rep_set(c, what, err, sizeof(err));
+	} else if ((strcmp(verb, "get") == 0 || strcmp(verb, "show") == 0 ||
+		    strcmp(verb, "clear") == 0) && !strtok(NULL, " ")) {
+		r = (verb[0] == 'c' ? moat_rep_clear : moat_rep_show)(moat_store_current(), rconf,
+								      what, rep_answered, c, err,
+								      sizeof(err));
+	} else {
+		snprintf(err, sizeof(err), "usage: rep get|show|set|clear ADDRESS|NETWORK|DOMAIN ...");
+		r = -1;
+	}
+	if (r < 0)
 		answer(c, 0, err);
 }
 

@@ -3,10 +3,12 @@
  * the event loop.
  *
  * SYNOPSIS
- *	moatd [-f] [-t] [-c file] [-o name=value]...
+ *	moatd [-f] [-t [-D]] [-c file] [-o name=value]...
  *
  * Reads the configuration (and exits 1 with "file:line: ..." for each
- * error; -t also reads the TLS certificates, keys and CA files), binds
+ * error; -t also reads the TLS certificates, keys and CA files, checks
+ * as root that the user moatd runs as can read the DKIM keys, and with
+ * -D compares each DKIM key with its DNS record), binds
  * every listener, writes its pid file, gives up root for the configured
  * user (util/privilege.h), then runs in the background (or in the
  * foreground with -f, logging to stderr) until SIGTERM. SIGHUP re-reads
@@ -32,6 +34,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "dkim_published.h"
 #include "filter.h"
 #include "log.h"
 #include "metrics.h"
@@ -62,10 +65,11 @@ static struct {
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: moatd [-f] [-t] [-c file] [-o name=value]...\n"
+	fprintf(stderr, "usage: moatd [-f] [-t [-D]] [-c file] [-o name=value]...\n"
 		"  -c file        configuration file (default %s)\n"
 		"  -f             stay in the foreground, log to stderr\n"
 		"  -t             check the configuration and exit\n"
+		"  -D             with -t: check each DKIM key against its DNS record\n"
 		"  -o name=value  override an option (listener.NAME.option=value)\n"
 		"  -V             print the version\n", moat_config_default_path());
 	exit(2);
@@ -105,6 +109,24 @@ static int check_tls_files(const struct moat_config *c)
 		}
 	}
 	return bad;
+}
+
+static void print_key_finding(void *arg, const char *key, const char *word, const char *text)
+{
+	(void)arg;
+	fprintf(strcmp(word, "match") == 0 ? stdout : stderr, "dkim: key %s: %s: %s\n", key,
+		word, text);
+}
+
+/* -t -D: each DKIM key against its published record. Returns the
+ * number of failures. */
+static int check_published_keys(const struct moat_config *c)
+{
+	char why[512];
+	int bad = dkim_published_check(c, print_key_finding, NULL, why, sizeof(why));
+	if (bad < 0)
+		fprintf(stderr, "dkim: cannot check the keys' DNS records: %s\n", why);
+	return bad < 0 ? 1 : bad;
 }
 
 /* SIGHUP, and `moat reload` through the control socket: why gets the
@@ -254,19 +276,20 @@ int main(int argc, char **argv)
 	struct moat_config *c;
 	struct moat_config_errors errs;
 	char err[512];
-	int check = 0, milter = 0, opt;
+	int check = 0, check_dns = 0, milter = 0, opt;
 	struct event *sigs[3];
 	const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
 
 	/* An SPF worker process (hidden; started by filters/spf_pool.c). */
 	if (argc == 2 && strcmp(argv[1], SPF_WORKER_ARG) == 0)
 		return spf_worker_main();
-	while ((opt = getopt(argc, argv, "c:fto:VhM")) != -1) {
+	while ((opt = getopt(argc, argv, "c:ftDo:VhM")) != -1) {
 		switch (opt) {
 		case 'M': milter = 1; break;	/* hidden: the milter process */
 		case 'c': g.path = optarg; break;
 		case 'f': g.foreground = 1; break;
 		case 't': check = 1; break;
+		case 'D': check_dns = 1; break;
 		case 'o':
 			if (g.noverrides == MAX_OVERRIDES) {
 				fprintf(stderr, "moatd: too many -o options\n");
@@ -278,7 +301,7 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (check_dns && !check))
 		usage();
 	moat_filters_register_builtin();
 	/* In the background the working directory is /, and SIGHUP reads
@@ -289,6 +312,7 @@ int main(int argc, char **argv)
 	if (milter)
 		return milter_main(g.path, g.overrides, g.noverrides, g.foreground);
 
+	moat_privilege_check_files(check);	/* -t: keys readable after the drop */
 	if (moat_config_load(g.path, g.overrides, g.noverrides, &c, &errs) < 0) {
 		report_errors(&errs, 0);
 		moat_config_errors_free(&errs);
@@ -296,6 +320,8 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		int bad = check_tls_files(c);
+		if (check_dns)
+			bad += check_published_keys(c);
 		moat_config_unref(c);
 		return bad ? 1 : 0;
 	}

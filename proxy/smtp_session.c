@@ -56,6 +56,7 @@
 
 #include "auth_limit.h"
 #include "client_limits.h"
+#include "debuglog.h"
 #include "filter.h"
 #include "message.h"
 #include "pipeline.h"
@@ -270,6 +271,7 @@ static void update_ctx(struct session *s)
 	s->ctx.tls_peer_subject = s->tls && s->tls_info.peer_subject[0] ? s->tls_info.peer_subject
 								      : NULL;
 	s->ctx.auth_user = s->auth_user;
+	moat_debuglog_apply(&s->ctx, s->conf);	/* debug section: trace to the log */
 }
 
 static void drop_upstream(struct session *s)
@@ -329,20 +331,26 @@ static void command_done(struct session *s)
 
 /* ---- the per-message log line --------------------------------------- */
 
-static void queue_id(const char *text, size_t len, char *out, size_t outlen)
+/* The queue id in the upstream's final reply, by queue_id_pattern's
+ * first group; "-" when it does not match. */
+static void queue_id(const regex_t *re, const char *text, size_t len, char *out, size_t outlen)
 {
-	const char *p = memmem(text, len, "queued as ", 10);
-	size_t o = 0;
-	if (p) {
-		p += 10;
-		while (p < text + len && o + 1 < outlen &&
-		       ((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') ||
-			(*p >= 'a' && *p <= 'z')))
-			out[o++] = *p++;
-	}
-	out[o] = '\0';
-	if (!o)
-		snprintf(out, outlen, "-");
+	char line[1024];
+	regmatch_t m[2];
+	size_t n = len < sizeof(line) - 1 ? len : sizeof(line) - 1;
+	memcpy(line, text, n);
+	line[n] = '\0';
+	snprintf(out, outlen, "-");
+	if (!re || regexec(re, line, 2, m, 0) != 0 || m[1].rm_so < 0 || m[1].rm_eo <= m[1].rm_so)
+		return;
+	size_t k = (size_t)(m[1].rm_eo - m[1].rm_so);
+	if (k >= outlen)
+		k = outlen - 1;
+	memcpy(out, line + m[1].rm_so, k);
+	out[k] = '\0';
+	for (size_t i = 0; i < k; i++)	/* it goes into a key=value log line */
+		if (out[i] <= ' ' || out[i] == '"' || out[i] == 0x7f)
+			out[i] = '_';
 }
 
 /* The msg line (filters/msglog.h), with the queue id from the
@@ -351,7 +359,7 @@ static void log_message(struct session *s, int code, const char *text, size_t te
 {
 	char qid[64];
 	struct timespec now;
-	queue_id(text, textlen, qid, sizeof(qid));
+	queue_id(s->conf->queue_id_re, text, textlen, qid, sizeof(qid));
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	struct moat_msglog m = {
 		.session_id = s->id,

@@ -217,13 +217,18 @@ static void dry_run(struct evbuffer *out)
 	evbuffer_add_printf(out, "<table><tr><th>filter</th><th>would</th><th class=\"n\">count"
 			    "</th></tr>");
 	for (size_t i = 0; i < n; i++) {
-		evbuffer_add_printf(out, "<tr><td>");
+		evbuffer_add_printf(out, "<tr class=\"would\"><td class=\"filter\">");
 		esc(out, v[i].l1);
-		evbuffer_add_printf(out, "</td><td class=\"%s\">", v[i].l2);
+		evbuffer_add_printf(out, "</td><td class=\"action ");
 		esc(out, v[i].l2);
-		evbuffer_add_printf(out, "</td><td class=\"n\">%.0f</td></tr>", v[i].value);
+		evbuffer_add_printf(out, "\">");
+		esc(out, v[i].l2);
+		evbuffer_add_printf(out, "</td><td class=\"n count\">%.0f</td></tr>", v[i].value);
 	}
-	evbuffer_add_printf(out, "</table></section>");
+	evbuffer_add_printf(out, "</table><p class=\"meta\">Per filter in dry-run, since start: "
+			    "the decisions it would have taken (its own, or its on_error action) "
+			    "and that were not applied; the log has each one as \"dry-run: filter "
+			    "NAME would ACTION\".</p></section>");
 }
 
 static void verdicts(struct evbuffer *out)

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,8 @@ static const struct moat_opt global_opts[] = {
 	 "Unix socket (mode 0660) on which moatd answers the moat commands status, reload and rep; its directory is created (mode 0750) if missing. Empty: none."},
 	{"filters", MOAT_OPT_STR_LIST, G(filters), 0, "{}", 0, 0, 0, NULL,
 	 "The filters every message passes, in this order, each configured in its own section (conf/NAME.conf); a filter not listed does not run."},
+	{"queue_id_pattern", MOAT_OPT_STR, G(queue_id_pattern), 0, "queued as ([0-9A-Za-z]+)", 0, 0, 0, NULL,
+	 "Extended regular expression (POSIX) that finds the upstream's queue id in its reply to the message, for the log line; its first group is the id. The default reads Postfix's \"250 2.0.0 Ok: queued as 4Xyz\"; Exim says \"OK id=1abc-000\": \"id=([-0-9A-Za-z]+)\"."},
 	{"authserv_id", MOAT_OPT_STR, G(authserv_id), 0, "", 0, 0, 0, NULL,
 	 "The authserv-id of moat's Authentication-Results header (RFC 8601); incoming Authentication-Results fields claiming it are removed. Empty: the hostname."},
 	{"dry_run", MOAT_OPT_BOOL, G(dry_run), 0, NULL, 0, 0, 0, NULL,
@@ -862,6 +865,30 @@ static void check_config(struct moat_config *c, struct moat_config_errors *errs)
 		else
 			c->nmetrics_nets++;
 	}
+	if (c->queue_id_pattern && *c->queue_id_pattern) {
+		c->queue_id_re = calloc(1, sizeof(*c->queue_id_re));
+		int rc = c->queue_id_re ? regcomp(c->queue_id_re, c->queue_id_pattern, REG_EXTENDED) : REG_ESPACE;
+		if (rc != 0) {
+			if (c->queue_id_re)
+				regerror(rc, c->queue_id_re, why, sizeof(why));
+			else
+				snprintf(why, sizeof(why), "out of memory");
+			free(c->queue_id_re);
+			c->queue_id_re = NULL;
+			add_error(errs, "%s: queue_id_pattern: \"%s\": %s; expected an extended regular "
+				  "expression with one group",
+				  opt_where("", "queue_id_pattern", c->path, 0, w, sizeof(w)),
+				  c->queue_id_pattern, why);
+		} else if (c->queue_id_re->re_nsub < 1) {
+			regfree(c->queue_id_re);
+			free(c->queue_id_re);
+			c->queue_id_re = NULL;
+			add_error(errs, "%s: queue_id_pattern: \"%s\": expected a group, in parentheses, "
+				  "around the queue id",
+				  opt_where("", "queue_id_pattern", c->path, 0, w, sizeof(w)),
+				  c->queue_id_pattern);
+		}
+	}
 	if (c->spool_directory && c->spool_directory[0] != '/')
 		add_error(errs, "%s: spool_directory: expected an absolute path, got \"%s\"",
 			  opt_where("", "spool_directory", c->path, 0, w, sizeof(w)), c->spool_directory);
@@ -1076,6 +1103,10 @@ void moat_config_unref(struct moat_config *c)
 	}
 	free(c->sections);
 	free(c->metrics_nets);
+	if (c->queue_id_re) {
+		regfree(c->queue_id_re);
+		free(c->queue_id_re);
+	}
 	for (size_t i = 0; i < c->nlisteners; i++) {
 		free(c->listeners[i].name);
 		free(c->listeners[i].proxy_from);

@@ -11,6 +11,7 @@
 #ifndef MOAT_CONFIG_H
 #define MOAT_CONFIG_H
 
+#include <regex.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -205,6 +206,8 @@ struct moat_config {
 	/* derived */
 	int facility;
 	struct moat_addr metrics_addr;	/* metrics_listen parsed */
+	char *queue_id_pattern;
+	regex_t *queue_id_re;		/* queue_id_pattern compiled, or NULL */
 	struct moat_net *metrics_nets;	/* metrics_allow parsed */
 	size_t nmetrics_nets;
 	size_t nlisteners;

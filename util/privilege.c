@@ -3,7 +3,12 @@
  *
  * Order as root: look the user and group up (before a chroot hides
  * /etc/passwd), chroot, the supplementary groups, the group, then the
- * user; then prove it (setuid(0) must fail). Owns nothing.
+ * user; then prove it (setuid(0) must fail).
+ *
+ * moat_privilege_check_read() asks the kernel rather than reading mode
+ * bits: a child takes the run user's identity and opens the file, so
+ * directories on the way, supplementary groups and ACLs all count.
+ * Owns the switch that turns that check on.
  */
 #include "privilege.h"
 
@@ -12,7 +17,14 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#define MAX_GROUPS 256
+
+static int check_files;
 
 int moat_privilege_lookup(const char *user, const char *group, struct moat_privilege *out,
 			  char *err, size_t errlen)
@@ -107,4 +119,81 @@ int moat_privilege_drop(const char *user, const char *group, const char *dir,
 		return -1;
 	}
 	return verify(err, errlen) < 0 ? -1 : 1;
+}
+
+void moat_privilege_check_files(int on)
+{
+	check_files = on;
+}
+
+/* "root", or the number when the id has no name. */
+static void id_name(int is_group, unsigned long id, char *buf, size_t len)
+{
+	struct passwd *pw = is_group ? NULL : getpwuid((uid_t)id);
+	struct group *gr = is_group ? getgrgid((gid_t)id) : NULL;
+
+	if (pw)
+		snprintf(buf, len, "%s", pw->pw_name);
+	else if (gr)
+		snprintf(buf, len, "%s", gr->gr_name);
+	else
+		snprintf(buf, len, "%lu", id);
+}
+
+int moat_privilege_check_read(const char *user, const char *group, const char *path,
+			      char *err, size_t errlen)
+{
+	struct moat_privilege p;
+	gid_t groups[MAX_GROUPS];
+	int ngroups = MAX_GROUPS, status;
+	char why[256];
+
+	if (!check_files || geteuid() != 0)
+		return 0;
+	if (moat_privilege_lookup(user, group, &p, why, sizeof(why)) < 0)
+		return 0;
+	if (getgrouplist(p.user, p.gid, groups, &ngroups) < 0)
+		ngroups = MAX_GROUPS;	/* the first MAX_GROUPS of them */
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "cannot check that user %s can read %s: fork: %s", p.user,
+			 path, strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		/* only system calls from here: the child ends with _exit() */
+		if (setgroups((size_t)ngroups, groups) < 0 || setresgid(p.gid, p.gid, p.gid) < 0 ||
+		    setresuid(p.uid, p.uid, p.uid) < 0)
+			_exit(255);
+		int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+		_exit(fd < 0 ? (errno > 0 && errno < 255 ? errno : 254) : 0);
+	}
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			snprintf(err, errlen, "cannot check that user %s can read %s: waitpid: %s",
+				 p.user, path, strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+	struct stat st;
+	char owner[64], grp[64], facts[200] = "";
+	if (stat(path, &st) == 0) {
+		id_name(0, st.st_uid, owner, sizeof(owner));
+		id_name(1, st.st_gid, grp, sizeof(grp));
+		snprintf(facts, sizeof(facts), " (owner %s, group %s, mode %04o)", owner, grp,
+			 (unsigned)(st.st_mode & 07777));
+	}
+	if (code == 255 || code == 254)
+		snprintf(err, errlen, "cannot check that user %s can read %s: the check could not "
+			 "take the user's identity", p.user, path);
+	else
+		snprintf(err, errlen, "user %s (uid %lu, gid %lu), which moatd runs as, cannot read "
+			 "%s: %s%s; moatd reads it again as that user at every reload (e.g. chgrp %s "
+			 "and chmod 640 it, and let the user search its directories)", p.user,
+			 (unsigned long)p.uid, (unsigned long)p.gid, path, strerror(code), facts,
+			 p.group);
+	return -1;
 }

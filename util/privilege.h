@@ -6,7 +6,12 @@
  * moat_privilege_drop() before it starts any thread or child; the milter
  * process calls it too. A process that is not root (systemd's User=,
  * with CAP_NET_BIND_SERVICE for the ports) has nothing to drop and is
- * only checked. Owns nothing.
+ * only checked.
+ *
+ * `moatd -t` run as root also checks that the user moatd drops to can
+ * read the files it reads again after the drop (DKIM keys at a reload):
+ * moat_privilege_check_files(1) turns moat_privilege_check_read() on.
+ * Owns that one switch.
  */
 #ifndef MOAT_PRIVILEGE_H
 #define MOAT_PRIVILEGE_H
@@ -33,5 +38,20 @@ int moat_privilege_lookup(const char *user, const char *group, struct moat_privi
  * with err. Call it before any thread starts. */
 int moat_privilege_drop(const char *user, const char *group, const char *dir,
 			char *err, size_t errlen);
+
+/* Turns the check of moat_privilege_check_read() on (moatd -t) or off
+ * (the default). */
+void moat_privilege_check_files(int on);
+
+/* While the check is on and the process is root: tries to open path for
+ * reading as user (and group, "" for the user's own; with the user's
+ * supplementary groups), in a child process that takes that identity.
+ * Returns 0 when it can, or when there is nothing to check (the switch
+ * is off; not root, so files are read as the running user anyway; an
+ * unknown user, which the start reports); -1 with err naming the user,
+ * the reason, and the file's owner, group and mode. Call it before any
+ * thread starts. */
+int moat_privilege_check_read(const char *user, const char *group, const char *path,
+			      char *err, size_t errlen);
 
 #endif

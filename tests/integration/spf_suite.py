@@ -363,7 +363,8 @@ def judge(t, run):
     if probs:
         return False, "; ".join(probs)
     if run.result not in t.results:
-        return False, "got %s, want %s" % (run.result, "|".join(t.results))
+        return False, "got %s, want %s (moat said: %s)" % (
+            run.result, "|".join(t.results), " ".join(run.out.split())[:300])
     if run.result == "fail" and t.explanation is not None:
         if t.explanation == "DEFAULT":
             for s in t.scenario.plain_txt:

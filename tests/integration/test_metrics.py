@@ -150,6 +150,16 @@ def test_metrics_reloads_and_dry_run():
             'moat_filter_would_total{filter="access",action="reject"}': 1,
             'moat_stage_refusals_total{stage="mail",action="reject"}': 0,
         })
+        # the status page shows the same, per filter
+        st, body, _ = fetch(r, "/status")
+        eq(st, 200, "status of /status")
+        sec = re.search(r'<section id="dryrun">(.*?)</section>', body, re.S)
+        check(sec, "no dry-run section on the status page")
+        rows = [(re.search(r'class="filter">([^<]*)<', x).group(1),
+                 re.search(r'class="action [a-z_]+">([^<]*)<', x).group(1),
+                 re.search(r'class="n count">([^<]*)<', x).group(1))
+                for x in re.findall(r'<tr class="would">(.*?)</tr>', sec.group(1), re.S)]
+        eq(rows, [("access", "reject", "1")], "dry-run rows of the status page")
 
 
 def test_metrics_allow_refuses_other_addresses():
@@ -249,6 +259,8 @@ def test_status_page_in_headless_chromium():
         sym = re.search(r'<section id="symbols">.*?</section>', dom, re.S)
         check(sym and "ACCESS_SENDER_DENY" in sym.group(0), "top symbols")
         check(re.search(r'<tr class="upstream">.*?answered', dom, re.S), "upstream health")
+        check(re.search(r'<section id="dryrun">.*?Nothing held back', dom, re.S),
+              "the dry-run section without a filter in dry-run")
 
 
 test_status_page_in_headless_chromium.timeout = 120

@@ -5,6 +5,7 @@ parameters, replies relayed, the per-message log line."""
 
 import sys
 import os
+import subprocess
 import threading
 import time
 
@@ -386,6 +387,30 @@ def test_upstream_replies_relayed_verbatim():
         l = r.moatd.wait_log(r"msg .*result=accepted")
         d = parse_kv(l[0][l[0].index("msg "):])
         eq(d.get("queue_id"), "ABC123XYZ", "queue_id in log line %r" % l[0])
+
+
+def test_queue_id_pattern():
+    """The queue id is taken from the final reply by queue_id_pattern: an
+    Exim-style reply with its pattern; a reply the pattern does not match
+    gives queue_id=-; a pattern without a group is a config error."""
+    with Rig(options=OPTS, overrides=["queue_id_pattern=id=([-0-9A-Za-z]+)"]) as r:
+        r.up.replies = {"eod": "250 OK id=1tZq7a-0004Xb-2K"}
+        for _ in range(2):
+            c = r.ehlo_client()
+            c.expect("MAIL FROM:<a@example.org>", 250)
+            c.expect("RCPT TO:<b@example.net>", 250)
+            c.expect("DATA", 354)
+            c.send(dot_stuff(make_body()))
+            expect_reply(c.reply(), 250)
+            c.quit()
+            r.up.replies = {"eod": "250 2.0.0 Ok: queued as ABC123"}
+        lines = r.moatd.wait_log(r"msg .*result=accepted", count=2)
+        ids = [parse_kv(l[l.index("msg "):]).get("queue_id") for l in lines]
+        eq(ids, ["1tZq7a-0004Xb-2K", "-"], "queue ids by the Exim pattern")
+    p = subprocess.run([MOATD, "-t", "-c", "/dev/null", "-o", "queue_id_pattern=queued as .*"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    check(p.returncode != 0 and "queue_id_pattern" in p.stderr and "group" in p.stderr,
+          "a pattern without a group: %r" % p.stderr)
 
 
 def test_log_line_fields():

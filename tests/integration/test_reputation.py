@@ -4,7 +4,9 @@ loopback port: two moatd sharing one Redis see each other's counts; a
 Redis killed mid-run holds no mail, is logged once, and its return is
 logged; `moat rep show|clear`, `moat status` and `moat reload` through
 the control socket; mail with a forged sender domain (SPF fail) does not
-count for that domain; the embedded store answers `moat rep` too."""
+count for that domain; the embedded store answers `moat rep` too;
+marks set by hand (`moat rep set`: their keys, TTLs, symbols, neutral,
+clear), and `moat rep` on Redis directly when moatd is not reached."""
 
 import os
 import re
@@ -17,40 +19,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import *  # noqa
 from dnsrig import FaultDNS  # noqa
+from redisrig import Redis  # noqa
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MOAT = os.environ.get("MOAT", os.path.join(ROOT, "build/san/moat"))
-
-
-class Redis:
-    """A throwaway redis-server on 127.0.0.1:port (no persistence)."""
-
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        check(wait_for(lambda: port_listening(self.port), timeout=5), "redis-server did not start")
-        return self
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
-    def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port)] + list(args),
-                           capture_output=True, text=True, timeout=10)
-        return r.stdout.strip()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *a):
-        self.kill()
 
 
 def rep_rig(redis=None, filters=("access", "reputation"), extra=(), access_sender=()):
@@ -264,6 +236,104 @@ def test_no_control_socket():
                             "control_socket=" + os.path.join(r.ctl_tmp, "nothing"), "status"],
                            capture_output=True, text=True, timeout=30)
         eq(p.returncode, 2, "moat status with nobody listening: %r" % p.stderr)
+
+
+def test_rep_set_get_marks_with_redis():
+    with Redis() as red:
+        with rep_rig(red) as r:
+            rc, out, err = moat(r, "rep", "set", "127.0.0.1", "bad", "--ttl", "2")
+            eq(rc, 0, "rep set bad (stderr %r)" % err)
+            check(re.match(r"ip 127\.0\.0\.1 marked bad for 2 days \(until \d+\)$", out.strip()),
+                  "rep set answer: %r" % out)
+            # its own key, as docs/redis-keys.md says
+            v = red.cli("GET", "moat:rep:ip:127.0.0.1:manual")
+            check(re.match(r"bad \d+$", v), "value of the mark: %r" % v)
+            ttl = int(red.cli("TTL", "moat:rep:ip:127.0.0.1:manual"))
+            check(2 * 86400 - 60 < ttl <= 2 * 86400, "TTL of the mark: %d" % ttl)
+            e = show(r, "127.0.0.1")["ip 127.0.0.1"]
+            eq((e["manual"], e["verdict"]), ("bad", "bad"), "rep get after set")
+            check(int(e["manual_expires"]) > time.time(), "manual_expires: %r" % e)
+            rc, out2, err = moat(r, "rep", "get", "127.0.0.1")
+            eq(rc, 0, "rep get is rep show")
+            send(r)
+            m = r.moatd.msg_lines()[-1]
+            check("REP_IP_MANUAL_BAD(5)" in m["_"], "scored by the mark: %s" % m["_"])
+            # a network, no expiry; a domain
+            rc, out, err = moat(r, "rep", "set", "127.0.0.0/24", "good")
+            eq((rc, out.strip()), (0, "net 127.0.0.0/24 marked good (no expiry)"), "set NET")
+            eq(red.cli("TTL", "moat:rep:net:127.0.0.0/24:manual"), "-1", "TTL of a mark for ever")
+            rc, out, err = moat(r, "rep", "set", "Example.ORG", "neutral")
+            eq((rc, out.strip()), (0, "dom example.org marked neutral (no expiry)"), "set DOMAIN")
+            eq(red.cli("GET", "moat:rep:dom:example.org:manual"), "neutral", "domain mark")
+            send(r)
+            m = r.moatd.msg_lines()[-1]
+            check("REP_IP_MANUAL_BAD" in m["_"] and "REP_NET_MANUAL_GOOD(-5)" in m["_"],
+                  "both marks scored: %s" % m["_"])
+            # clear takes the mark with the counts
+            rc, out, err = moat(r, "rep", "clear", "127.0.0.1")
+            eq((rc, out.strip()), (0, "ip 127.0.0.1 cleared"), "rep clear")
+            eq(red.cli("EXISTS", "moat:rep:ip:127.0.0.1:manual"), "0", "mark after clear")
+            eq(show(r, "127.0.0.1")["ip 127.0.0.1"]["manual"], "none", "rep get after clear")
+            # usage
+            for args in (["set", "127.0.0.1"], ["set", "127.0.0.1", "ugly"],
+                         ["set", "127.0.0.1", "good", "--ttl", "0"],
+                         ["set", "127.0.0.1", "good", "--ttl"], ["get", "127.0.0.1", "x"]):
+                rc, out, err = moat(r, "rep", *args)
+                eq(rc, 64, "moat rep %s (stderr %r)" % (" ".join(args), err))
+            rc, out, err = moat(r, "rep", "set", "bad!name", "good")
+            eq(rc, 1, "rep set bad!name: %r" % err)
+
+
+def test_rep_marks_on_the_embedded_store():
+    with rep_rig(None) as r:
+        send(r, n=3)
+        wait_counts(r, "127.0.0.1", "ip 127.0.0.1", ham=3)
+        send(r)
+        check("REP_IP_GOOD" in r.moatd.msg_lines()[-1]["_"], "learned good")
+        # neutral: what was learned does not count while the mark holds
+        rc, out, err = moat(r, "rep", "set", "127.0.0.1", "neutral")
+        eq(rc, 0, "rep set neutral (stderr %r)" % err)
+        e = show(r, "127.0.0.1")["ip 127.0.0.1"]
+        eq((e["manual"], e["verdict"], float(e["ham"])), ("neutral", "neutral", 4.0), "get")
+        send(r)
+        m = r.moatd.msg_lines()[-1]["_"]
+        check("REP_IP_" not in m, "no symbol of the address while neutral: %s" % m)
+        rc, out, err = moat(r, "rep", "set", "127.0.0.1", "good", "--ttl", "1")
+        eq(rc, 0, "rep set good")
+        send(r)
+        check("REP_IP_MANUAL_GOOD(-5)" in r.moatd.msg_lines()[-1]["_"], "manual good")
+
+
+def test_rep_on_redis_directly_without_moatd():
+    with Redis() as red:
+        with rep_rig(red) as r:
+            send(r, n=2)
+            wait_counts(r, "127.0.0.1", "ip 127.0.0.1", ham=2)
+            base = [MOAT, "-c", r.moatd.conf] + [a for o in r.moatd.overrides for a in ("-o", o)]
+            for sock in ("control_socket=" + os.path.join(r.ctl_tmp, "nobody"), "control_socket="):
+                p = subprocess.run(base + ["-o", sock, "rep", "set", "192.0.2.9", "bad"],
+                                   capture_output=True, text=True, timeout=30)
+                eq((p.returncode, p.stdout.strip()), (0, "ip 192.0.2.9 marked bad (no expiry)"),
+                   "rep set on Redis with %s (stderr %r)" % (sock, p.stderr))
+                p = subprocess.run(base + ["-o", sock, "rep", "show", "127.0.0.1"],
+                                   capture_output=True, text=True, timeout=30)
+                eq(p.returncode, 0, "rep show on Redis (stderr %r)" % p.stderr)
+                check(re.search(r"^ip 127\.0\.0\.1 ham=2\.0 .*manual=none", p.stdout, re.M),
+                      "counts read on Redis: %r" % p.stdout)
+            eq(red.cli("GET", "moat:rep:ip:192.0.2.9:manual"), "bad", "the mark in Redis")
+            # moatd sees what was written beside it
+            e = show(r, "192.0.2.9")["ip 192.0.2.9"]
+            eq(e["manual"], "bad", "moatd reads the mark")
+            p = subprocess.run(base + ["-o", sock, "rep", "clear", "192.0.2.9"],
+                               capture_output=True, text=True, timeout=30)
+            eq((p.returncode, p.stdout.strip()), (0, "ip 192.0.2.9 cleared"), "clear on Redis")
+    # the embedded store is only inside moatd
+    with rep_rig(None) as r:
+        p = subprocess.run([MOAT, "-c", r.moatd.conf, "-o", "control_socket=" +
+                            os.path.join(r.ctl_tmp, "nobody"), "rep", "get", "127.0.0.1"],
+                           capture_output=True, text=True, timeout=30)
+        eq(p.returncode, 2, "rep get, embedded store, moatd not reached: %r" % p.stderr)
+        check("embedded" in p.stderr, "why: %r" % p.stderr)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
  * test_reputation - filters/reputation.c helpers: the network an address
  * counts in, the domains authentication results vouch for (only passes,
  * each once, lower-cased; a forged sender's SPF fail counts for
- * nothing), and show/clear on the embedded store.
+ * nothing), show/clear on the embedded store, marks set by hand (their
+ * stored form, set, show, clear), and the client's standing.
  */
 #include "reputation.h"
 #include "store.h"
@@ -49,9 +50,12 @@ TEST(authenticated_domains_only)
 static char answer[4096];
 static int answers;
 
-static void on_answer(void *arg, const char *text)
+static int answer_ok;
+
+static void on_answer(void *arg, int ok, const char *text)
 {
 	(void)arg;
+	answer_ok = ok;
 	snprintf(answer, sizeof(answer), "%s", text);
 	answers++;
 }
@@ -110,10 +114,87 @@ TEST(show_and_clear_on_the_embedded_store)
 	moat_config_unref(conf);
 }
 
+TEST(mark_values)
+{
+	long long exp;
+	CHECK(moat_rep_mark_parse("good", 4, &exp) == MOAT_REP_MARK_GOOD && exp == 0);
+	CHECK(moat_rep_mark_parse("bad 1700000000", 14, &exp) == MOAT_REP_MARK_BAD &&
+	      exp == 1700000000);
+	CHECK(moat_rep_mark_parse("neutral", 7, &exp) == MOAT_REP_MARK_NEUTRAL);
+	CHECK(moat_rep_mark_parse("goodx", 5, &exp) == MOAT_REP_MARK_NONE);
+	CHECK(moat_rep_mark_parse("good x", 6, &exp) == MOAT_REP_MARK_NONE);
+	CHECK(moat_rep_mark_parse("good", 3, &exp) == MOAT_REP_MARK_NONE);	/* "goo" */
+	CHECK(moat_rep_mark_parse("", 0, &exp) == MOAT_REP_MARK_NONE);
+	CHECK(strcmp(moat_rep_mark_name(MOAT_REP_MARK_NEUTRAL), "neutral") == 0);
+}
+
+static int good_answers, good_last;
+
+static void on_good(void *arg, int good)
+{
+	(void)arg;
+	good_answers++;
+	good_last = good;
+}
+
+TEST(marks_on_the_embedded_store)
+{
+	struct event_base *base = event_base_new();
+	struct moat_store *s = moat_store_memory_new(base, 100);
+	struct moat_config *conf = load_conf();
+	const void *c = conf ? moat_config_section(conf, "reputation") : NULL;
+	char err[200];
+	answers = 0;
+	CHECK(moat_rep_set(s, "198.51.100.7", MOAT_REP_MARK_BAD, 2, on_answer, NULL, err,
+			   sizeof(err)) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(answers == 1 && answer_ok);
+	CHECK(strncmp(answer, "ip 198.51.100.7 marked bad for 2 days (until ", 45) == 0);
+	CHECK(moat_rep_show(s, c, "198.51.100.7", on_answer, NULL, err, sizeof(err)) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(strstr(answer, "manual=bad manual_expires=") != NULL);
+	CHECK(strstr(answer, "verdict=bad\nnet 198.51.100.0/24") != NULL);
+	CHECK(strstr(answer, "manual=none verdict=few") != NULL);
+	/* the standing of the client: bad, then good once its network is */
+	good_answers = 0;
+	CHECK(moat_rep_client_good(s, c, "198.51.100.7", on_good, NULL) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(good_answers == 1 && good_last == 0);
+	CHECK(moat_rep_set(s, "198.51.100.0/24", MOAT_REP_MARK_GOOD, 0, on_answer, NULL, err,
+			   sizeof(err)) == 0);
+	CHECK(moat_rep_set(s, "198.51.100.7", MOAT_REP_MARK_NEUTRAL, 0, on_answer, NULL, err,
+			   sizeof(err)) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(strcmp(answer, "ip 198.51.100.7 marked neutral (no expiry)\n") == 0);
+	CHECK(moat_rep_client_good(s, c, "198.51.100.7", on_good, NULL) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(good_answers == 2 && good_last == 1);
+	CHECK(moat_rep_client_good(s, c, "not-an-address", on_good, NULL) < 0);
+	/* clear deletes the mark */
+	CHECK(moat_rep_clear(s, c, "198.51.100.7", on_answer, NULL, err, sizeof(err)) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(strcmp(answer, "ip 198.51.100.7 cleared\n") == 0);
+	CHECK(moat_rep_show(s, c, "198.51.100.7", on_answer, NULL, err, sizeof(err)) == 0);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	CHECK(strstr(answer, "ip 198.51.100.7 ham=0.0 spam=0.0") && strstr(answer, "manual=none"));
+	/* what a mark is not */
+	CHECK(moat_rep_set(s, "example.org", MOAT_REP_MARK_NONE, 0, on_answer, NULL, err,
+			   sizeof(err)) < 0);
+	CHECK(moat_rep_set(s, "example.org", MOAT_REP_MARK_GOOD, 99999, on_answer, NULL, err,
+			   sizeof(err)) < 0);
+	CHECK(moat_rep_set(s, "bad!name", MOAT_REP_MARK_GOOD, 0, on_answer, NULL, err,
+			   sizeof(err)) < 0);
+	moat_store_free(s);
+	event_base_free(base);
+	moat_config_unref(conf);
+}
+
 int main(void)
 {
 	RUN(networks);
 	RUN(authenticated_domains_only);
 	RUN(show_and_clear_on_the_embedded_store);
+	RUN(mark_values);
+	RUN(marks_on_the_embedded_store);
 	return unit_done();
 }
