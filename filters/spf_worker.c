@@ -78,6 +78,7 @@
 #define MAX_VOIDS 2
 #define MAX_MX 10
 #define MAX_PTR 10
+#define MAX_PTR_NAMES 10	/* PTR names a ptr mechanism looks at */
 #define MAX_QUERIES 250		/* any lookups in one evaluation, a backstop */
 #define MAX_DEPTH 24		/* include/redirect frames followed */
 #define TXT_MAX 4096		/* one TXT record, strings joined */
@@ -759,6 +760,13 @@ static SPF_dns_rr_t *layer_lookup(SPF_dns_server_t *s, const char *domain, ns_ty
 			SPF_dns_rr_free(rr);
 			rr = SPF_dns_rr_new_init(s, domain, type, 0, HOST_NOT_FOUND);
 		}
+		/* RFC 7208 4.6.4: of more than 10 PTR names only the first 10
+		 * are used, never a permerror; libspf2 1.2.10 checks the first
+		 * 10 and then answers permerror (SPF_E_BIG_DNS), so it gets no
+		 * more than 10. (With the answer's order rotated by the
+		 * resolver, which names those are varies, as the RFC allows.) */
+		if (rr && rr->herrno == NETDB_SUCCESS && rr->num_rr > MAX_PTR_NAMES)
+			rr->num_rr = MAX_PTR_NAMES;	/* the rest stays allocated, freed with rr */
 		if (rr)
 			remember_targets(rr, 0, "ptr");
 		return rr;
