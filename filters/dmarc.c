@@ -161,6 +161,31 @@ static void evaluate(struct moat_filter_call *call, struct dmarc_msg *m,
 		res = DMARC_RES_NONE;
 		break;
 	}
+	if (f->status == DMARC_FOUND_RECORD)
+		moat_call_trace(call, "record of %s%s: p=%s sp=%s adkim=%s aspf=%s pct=%d",
+				f->domain, f->org ? " (organizational domain)" : "",
+				dmarc_policy_name(f->rec.p), dmarc_policy_name(f->rec.sp),
+				f->rec.adkim == DMARC_STRICT ? "s" : "r",
+				f->rec.aspf == DMARC_STRICT ? "s" : "r",
+				f->rec.pct);
+	else
+		moat_call_trace(call, "_dmarc record for %s: %s", m->from, f->why);
+	if (f->status == DMARC_FOUND_RECORD) {
+		moat_call_trace(call, "spf: %s for %s: %s with From %s (%s)",
+				m->auth.spf_result[0] ? m->auth.spf_result : "none",
+				m->auth.spf_domain[0] ? m->auth.spf_domain : "-",
+				m->auth.spf_domain[0] && dmarc_aligned(m->auth.spf_domain, m->from,
+									f->rec.aspf)
+					? "aligned" : "not aligned", m->from,
+				f->rec.aspf == DMARC_STRICT ? "strict" : "relaxed");
+		for (size_t i = 0; i < m->auth.ndkim; i++)
+			moat_call_trace(call, "dkim: %s for d=%s: %s with From %s (%s)",
+					m->auth.dkim[i].result, m->auth.dkim[i].domain,
+					dmarc_aligned(m->auth.dkim[i].domain, m->from, f->rec.adkim)
+						? "aligned" : "not aligned",
+					m->from, f->rec.adkim == DMARC_STRICT ? "strict" : "relaxed");
+		moat_call_trace(call, "result: dmarc=%s (%s)", dmarc_result_name(e.result), e.why);
+	}
 	int subdomain = strcasecmp(f->domain, m->from) != 0;
 	dmarc_decide(c, res, f->status == DMARC_FOUND_RECORD ? &f->rec : NULL, subdomain, m->from,
 		     arc4random_uniform(100), &d);

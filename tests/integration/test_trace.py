@@ -24,7 +24,7 @@ def conf(ns, tmp):
     return "\n".join([
         'hostname = "moat.test"',
         'spool_directory = "%s"' % tmp,
-        'filters = {"dnsbl", "spf", "dkim"}',
+        'filters = {"dnsbl", "spf", "dkim", "dmarc"}',
         "listener in {",
         '    listen = "127.0.0.1:%d"' % free_port(),
         '    upstream = "127.0.0.1:%d"' % free_port(),
@@ -46,6 +46,7 @@ def test_check_trace_shows_lookups_and_answers():
     tmp = tempfile.mkdtemp(prefix="moattest.trace.")
     recs = dnsbl_records("bl.example", {"127.0.0.5": ("127.0.0.2", "listed for tests")}) + [
         ("example.org", "TXT", "v=spf1 ip4:127.0.0.5 -all"),
+        ("_dmarc.example.org", "TXT", "v=DMARC1; p=reject; adkim=s"),
         keys.publish("rsa1._domainkey.example.org", "rsa"),
     ]
     try:
@@ -82,6 +83,13 @@ def test_check_trace_shows_lookups_and_answers():
                  r"pass \(rsa-sha256, 2048-bit key\)", "DKIM pass and why"),
                 (r"trace eom\s+dkim\s+signature \d: header\.d=example\.org header\.s=gone .*: "
                  r"permerror \(.+\)", "DKIM failure and why"),
+                (r"trace eom\s+dmarc\s+record of example\.org: p=reject .*adkim=s aspf=r",
+                 "DMARC record"),
+                (r"trace eom\s+dmarc\s+spf: pass for example\.org: aligned with From "
+                 r"example\.org \(relaxed\)", "DMARC SPF alignment"),
+                (r"trace eom\s+dmarc\s+dkim: pass for d=example\.org: aligned with From "
+                 r"example\.org \(strict\)", "DMARC DKIM alignment"),
+                (r"trace eom\s+dmarc\s+result: dmarc=pass", "DMARC result"),
             ]:
                 check(any(re.search(rx, l) for l in traces),
                       "%s not traced; trace lines:\n%s" % (what, "\n".join(traces)))
