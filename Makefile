@@ -37,8 +37,8 @@ DEMO_PKGS := make gcc libc6-dev pkg-config libevent-dev libconfuse-dev libunboun
 CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib python3-spf python3-yaml spf-tools-perl unbound redis-server redis-sentinel groff-base man-db procps util-linux mount bsdutils iproute2 miltertest python3-dkim python3-nacl libmail-dkim-perl libcrypt-openssl-rsa-perl opendkim-tools chromium dpkg-dev debhelper
 
 # Benchmarks (tests/bench/): Postfix's smtp-source/smtp-sink and a Postfix,
-# unbound for the test zones, OpenDKIM to compare the milter with.
-BENCH_PKGS := $(DEMO_PKGS) python3 python3-dnslib unbound opendkim procps bsdutils
+# unbound for the test zones, OpenDKIM and rspamd to compare the milter with.
+BENCH_PKGS := $(DEMO_PKGS) python3 python3-dnslib unbound opendkim rspamd procps bsdutils
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) \
 	     $(wildcard milter/*.c) $(wildcard filters/*.c) $(wildcard keys/*.c)

@@ -1,18 +1,21 @@
 #!/usr/bin/python3
 """milter_bench.py - DKIM signing as a Postfix milter: Postfix alone versus
-Postfix + moatd's milter versus Postfix + OpenDKIM (Debian's opendkim),
-both signing rsa-sha256 with the same 2048-bit key, relaxed/relaxed; and,
-as a control, Postfix + moatd's milter with no filter (the cost of the
-milter protocol alone).
+Postfix + moatd's milter versus Postfix + OpenDKIM (Debian's opendkim)
+versus Postfix + rspamd (Debian's rspamd: its rspamd_proxy worker in milter
+mode), all signing rsa-sha256 with the same 2048-bit key, relaxed/relaxed;
+and, as a control, Postfix + moatd's milter with no filter (the cost of the
+milter protocol alone). rspamd is left out (and the reason recorded) when
+it is not installed or does not start.
 
-Four throwaway Postfix instances (tests/integration/test_postfix.py's
+Five throwaway Postfix instances (tests/integration/test_postfix.py's
 Postfix, each relaying to its own counting smtp-sink) run side by side;
 smtp-source sends the same 10 KB message through each in turn, round by
 round (A B C D A B C D ...) after a warm-up round, whose delivered messages
 are checked for a DKIM-Signature (Postfix's smtp_header_checks, turned off
 again before the timed rounds). Per run: end-to-end msg/s (smtp-source's
 start until smtp-sink counted every message), CPU per message of the
-filter process (moatd and its milter child; opendkim) and of Postfix (its
+filter process (moatd and its milter child; opendkim; rspamd's main
+process and its workers) and of Postfix (its
 master and every daemon, reaped ones included).
 
 Run alone (prints JSON): /usr/bin/python3 tests/bench/milter_bench.py [--quick]
@@ -78,6 +81,105 @@ Socket inet:{port}@127.0.0.1
 UserID opendkim
 UMask 002
 """
+
+# rspamd in its own directory, on loopback ports, with nothing but what
+# signing needs: no rules (no $RULESDIR/rspamd.lua), no statistics, no
+# Redis; of the modules only dkim (the C module dkim_signing calls) and
+# dkim_signing; milter_headers off. The layout is Debian's default: the
+# rspamd_proxy worker speaks the milter protocol and hands each message
+# to the normal workers (one per core) over HTTP.
+RSPAMD_CONF = """options {{
+    pidfile = "$RUNDIR/rspamd.pid";
+    filters = "dkim";
+    dns {{ nameserver = ["127.0.0.1:9"]; timeout = 1s; retransmits = 1; }}
+    control_socket = "$DBDIR/rspamd.sock mode=0600";
+    cache_file = "$DBDIR/symbols.cache";
+    tempdir = "$DBDIR";
+    hs_cache_dir = "$DBDIR/";
+    local_addrs = [127.0.0.0/8];
+}}
+logging {{ type = "file"; filename = "$LOGDIR/rspamd.log"; level = "info"; }}
+modules {{ path = "${{PLUGINSDIR}}"; }}
+worker "normal" {{ bind_socket = "127.0.0.1:{normal}"; mime = true; }}
+worker "rspamd_proxy" {{
+    bind_socket = "127.0.0.1:{port}";
+    milter = yes;
+    timeout = 120s;
+    count = 1;
+    upstream "local" {{ default = yes; hosts = "127.0.0.1:{normal}"; }}
+}}
+dkim {{ }}
+dkim_signing {{
+    sign_local = true;
+    use_domain = "header";
+    allow_hdrfrom_mismatch = false;
+    domain {{
+        example.net {{ path = "{key}"; selector = "rsa1"; }}
+    }}
+}}
+milter_headers {{ enabled = false; }}
+"""
+
+
+class Rspamd:
+    """Debian's rspamd with RSPAMD_CONF in a directory of its own (its
+    database, run and log directories through --var), as user _rspamd."""
+
+    def __init__(self, work, key, port):
+        self.dir = os.path.join(work, "rspamd")
+        os.makedirs(self.dir)
+        self.key = os.path.join(self.dir, "rsa1.private")
+        shutil.copy(key, self.key)
+        self.port, self.normal = port, free_port()
+        self.conf = os.path.join(self.dir, "rspamd.conf")
+        with open(self.conf, "w") as f:
+            f.write(RSPAMD_CONF.format(port=port, normal=self.normal, key=self.key))
+        self.log = os.path.join(self.dir, "rspamd.log")
+        self.proc = None
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "_rspamd:_rspamd", self.dir], check=True)
+        os.chmod(self.key, 0o600)
+
+    def start(self):
+        argv = ["rspamd", "-f", "-c", self.conf]
+        if os.geteuid() == 0:
+            argv += ["-u", "_rspamd", "-g", "_rspamd"]
+        for v in ("DBDIR", "RUNDIR", "LOGDIR"):
+            argv += ["--var", "%s=%s" % (v, self.dir)]
+        self.proc = Procs.start(argv, log=os.path.join(self.dir, "stdout.log"))
+
+        def up():
+            if self.proc.poll() is not None:
+                raise BenchError("rspamd exited at start: %s" % self.read_log()[-800:])
+            return listening(self.port) and listening(self.normal)
+        # loading the language models and the TLD list takes 10 s or more
+        wait_for(up, 120, "rspamd to listen")
+        return self
+
+    def read_log(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def cpu(self):
+        """CPU seconds of the main process and its workers."""
+        return cpu_ticks(self.proc.pid, tree=True)
+
+    def stop(self):
+        if self.proc:
+            Procs.stop(self.proc, timeout=20)
+            self.proc = None
+
+
+def rspamd_version():
+    try:
+        v = subprocess.run(["rspamd", "--version"], capture_output=True, text=True,
+                           timeout=30).stdout
+        return v.strip().split()[-1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return ""
 
 
 class BenchPostfix(Postfix):
@@ -179,7 +281,7 @@ def run(runs=5, count=2000, sessions=20):
     with open(msgfile, "w") as f:
         f.write(message())
 
-    mport, nport, oport = free_port(), free_port(), free_port()
+    mport, nport, oport, rport = free_port(), free_port(), free_port(), free_port()
     moat = Moatd(work, "milter", extra=MOAT_MILTER_CONF.format(port=mport, key=key),
                  wait_port=mport).start()
     # the control: the same milter with no filter, for the cost of the
@@ -194,11 +296,27 @@ def run(runs=5, count=2000, sessions=20):
     if od.poll() is not None:
         with open(os.path.join(work, "opendkim.log")) as f:
             raise BenchError("opendkim exited: %s" % f.read()[-800:])
+    rsp, rspamd_note = None, ""
+    if not shutil.which("rspamd"):
+        rspamd_note = "rspamd is not installed (apt-get install rspamd)"
+    else:
+        rsp = Rspamd(work, key, rport)
+        try:
+            rsp.start()
+        except BenchError as e:
+            rspamd_note = str(e)
+            rsp.stop()
+            rsp = None
+    if rspamd_note:
+        sys.stderr.write("  rspamd left out: %s\n" % rspamd_note)
 
     setups = [("Postfix alone", BenchPostfix(), lambda: 0.0),
               ("Postfix + moatd milter, no filters", BenchPostfix(nport), null.cpu),
               ("Postfix + moatd milter", BenchPostfix(mport), moat.cpu),
               ("Postfix + OpenDKIM", BenchPostfix(oport), lambda: cpu_ticks(od.pid))]
+    if rsp:
+        setups.append(("Postfix + rspamd", BenchPostfix(rport), rsp.cpu))
+    signers = ("Postfix + moatd milter", "Postfix + OpenDKIM", "Postfix + rspamd")
     for _, pf, _ in setups:
         pf.start()
     res = {name: [] for name, _, _ in setups}
@@ -212,8 +330,7 @@ def run(runs=5, count=2000, sessions=20):
             if rnd == 0:  # the warm-up: were the messages signed?
                 for name, pf, _ in setups:
                     n = len(re.findall(r"warning: header DKIM-Signature:.*dkim-signed", pf.log()))
-                    want = count if name in ("Postfix + moatd milter",
-                                             "Postfix + OpenDKIM") else 0
+                    want = count if name in signers else 0
                     if n != want:
                         raise BenchError("%s: %d of %d messages relayed with a signature"
                                          % (name, n, want))
@@ -224,6 +341,8 @@ def run(runs=5, count=2000, sessions=20):
         moat.stop()
         null.stop()
         Procs.stop(od)
+        if rsp:
+            rsp.stop()
     base = res["Postfix alone"]
     rows = []
     for name, runs_ in res.items():
@@ -237,14 +356,26 @@ def run(runs=5, count=2000, sessions=20):
     rows.append({"name": "moatd / OpenDKIM",
                  "ratio": stats(x["rate"] / y["rate"] for x, y in zip(m, o)),
                  "cpu_ratio": stats(x["cpu_ms"] / y["cpu_ms"] for x, y in zip(m, o))})
+    if rsp:
+        q = res["Postfix + rspamd"]
+        rows.append({"name": "moatd / rspamd",
+                     "ratio": stats(x["rate"] / y["rate"] for x, y in zip(m, q)),
+                     "cpu_ratio": stats(x["cpu_ms"] / y["cpu_ms"] for x, y in zip(m, q))})
+    cmds = [
+        "postfix -c DIR start   # x%d: smtpd on 127.0.0.1, relayhost = smtp-sink -c; "
+        "smtpd_milters = none | moatd (no filters) | moatd | opendkim%s"
+        % (len(setups), " | rspamd" if rsp else ""),
+        "moatd -f -c moat.conf  # config:" + MOAT_MILTER_CONF.format(
+            port="MPORT", key="rsa1.private"),
+        "opendkim -f -x opendkim.conf  # config:\n" + OPENDKIM_CONF.format(
+            key="rsa1.private", port="OPORT")]
+    if rsp:
+        cmds.append("rspamd -f -c rspamd.conf -u _rspamd -g _rspamd --var DBDIR=DIR "
+                    "--var RUNDIR=DIR --var LOGDIR=DIR  # config:\n" + RSPAMD_CONF.format(
+                        port="RPORT", normal="NPORT", key="DIR/rsa1.private"))
     return {"count": count, "sessions": sessions, "size": os.path.getsize(msgfile), "rows": rows,
-            "commands": [
-                "postfix -c DIR start   # x3: smtpd on 127.0.0.1, relayhost = smtp-sink -c; "
-                "smtpd_milters = none | moatd (no filters) | moatd | opendkim",
-                "moatd -f -c moat.conf  # config:" + MOAT_MILTER_CONF.format(
-                    port="MPORT", key="rsa1.private"),
-                "opendkim -f -x opendkim.conf  # config:\n" + OPENDKIM_CONF.format(
-                    key="rsa1.private", port="OPORT"),
+            "rspamd_version": rspamd_version() if rsp else "", "rspamd_note": rspamd_note,
+            "commands": cmds + [
                 "smtp-source -s %d -m %d -F plain.eml -M client.example -f alice@example.net "
                 "-t bob@example.org 127.0.0.1:SMTPD" % (sessions, count)]}
 
