@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "auth_limit.h"
@@ -102,6 +103,12 @@ struct session {
 	struct bufferevent *bev;
 	struct event *resume_ev;
 	struct event *final_ev;		/* bounds end of data -> final reply */
+	/* A plain socket's replies are written by flush_cb() at the end of
+	 * the loop pass that queued them; EV_WRITE is on only while the
+	 * socket cannot take them all (no epoll changes per reply). */
+	struct event *flush_ev;
+	int direct;
+	int bulk;	/* in read_cb after a full read: more may be waiting */
 	enum state state;
 	int esmtp;
 	char *helo;
@@ -180,6 +187,43 @@ static void set_read_timeout(struct session *s, long sec)
 static void resume_later(struct session *s)
 {
 	event_active(s->resume_ev, EV_TIMEOUT, 0);
+}
+
+/* Output was queued: write it once this loop pass is done with it. */
+static void out_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct session *s = arg;
+	(void)buf;
+	if (info->n_added && s->direct)
+		event_active(s->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg);
+
+/* Writes the queued output to the socket now. What the socket does not
+ * take (or an error) is left to libevent, as without direct writes; a
+ * drained buffer goes on as libevent's write callback would. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *out;
+	(void)fd;
+	(void)what;
+	if (!s->direct || !s->bev)
+		return;
+	out = bufferevent_get_output(s->bev);
+	if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(s->bev) & EV_WRITE))
+		return;
+	/* libevent keeps the start of a socket bufferevent's output frozen
+	 * except while it writes itself: so do we */
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(s->bev));
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0) {
+		bufferevent_enable(s->bev, EV_WRITE);
+		return;
+	}
+	write_cb(s->bev, s);
 }
 
 static void close_after_flush(struct session *s)
@@ -1127,6 +1171,7 @@ static void tls_switch(struct session *s)
 
 	s->tls_pending = NULL;
 	discard_pipelined(s);
+	s->direct = 0;
 	bufferevent_free(s->bev);
 	s->bev = NULL;
 	if (fd < 0 || tls_begin(s, ssl, fd) < 0) {
@@ -1604,10 +1649,66 @@ static void final_deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Feeds client input to the DATA decoder. Returns 1 if the message
  * ended (state changed), 0 if more input is needed. */
+/* libevent 2.1 reads at most 4096 octets per readiness (with an ioctl
+ * first): a message body waiting in the socket is read here instead, in
+ * one readv per DATA_READ octets. Returns what was read (0: nothing,
+ * or EOF or an error, which libevent's next read then reports). */
+#define DATA_READ (64 * 1024)
+static ssize_t read_direct_(struct session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec v[2];
+	int nv = evbuffer_reserve_space(in, DATA_READ, v, 2);
+	if (nv <= 0)
+		return 0;
+	if (v[0].iov_len >= DATA_READ) {
+		v[0].iov_len = DATA_READ;
+		nv = 1;
+	}
+	else if (nv == 2 && v[0].iov_len + v[1].iov_len > DATA_READ)
+		v[1].iov_len = DATA_READ - v[0].iov_len;
+	ssize_t n = readv(bufferevent_getfd(s->bev), (struct iovec *)v, nv);
+	if (n <= 0) {
+		evbuffer_commit_space(in, v, 0);
+		return 0;
+	}
+	for (int i = 0; i < nv; i++) {
+		size_t take = (size_t)n < v[i].iov_len ? (size_t)n : v[i].iov_len;
+		if (i > 0 && take == 0) {
+			nv = i;
+			break;
+		}
+		v[i].iov_len = take;
+		n -= (ssize_t)take;
+	}
+	evbuffer_commit_space(in, v, nv);
+	size_t got = 0;
+	for (int i = 0; i < nv; i++)
+		got += v[i].iov_len;
+	return (ssize_t)got;
+}
+
+/* libevent keeps the end of a socket bufferevent's input frozen except
+ * while it reads itself: so do we. */
+static ssize_t read_direct(struct session *s, struct evbuffer *in)
+{
+	evbuffer_unfreeze(in, 0);
+	ssize_t n = read_direct_(s, in);
+	evbuffer_freeze(in, 0);
+	return n;
+}
+
 static int process_data(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	while (evbuffer_get_length(in) > 0) {
+	for (;;) {
+		if (evbuffer_get_length(in) == 0) {
+			if (!s->bulk || !s->direct)
+				break;
+			ssize_t n = read_direct(s, in);
+			s->bulk = n == DATA_READ;
+			if (n <= 0)
+				break;
+		}
 		struct evbuffer_iovec v;
 		size_t consumed = 0;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
@@ -1694,21 +1795,27 @@ static void process(struct session *s)
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct session *s = arg;
 	(void)fd;
 	(void)what;
-	process(arg);
+	s->bulk = 0;
+	process(s);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	process(arg);
+	struct session *s = arg;
+	s->bulk = evbuffer_get_length(bufferevent_get_input(bev)) >= 4096;
+	process(s);
+	/* s may be gone: nothing after process() */
 }
 
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
-	(void)bev;
+	if (s->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);	/* not pending: no syscall */
+	s->bulk = 0;
 	if (s->state == S_CLOSING)
 		session_free(s);
 	else if (s->state == S_STARTTLS)
@@ -1881,11 +1988,14 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->resume_ev = event_new(srv->base, -1, 0, resume_cb, s);
 	s->final_ev = evtimer_new(srv->base, final_deadline_cb, s);
+	s->flush_ev = ssl ? NULL : event_new(srv->base, -1, 0, flush_cb, s);
 	if (ssl && s->resume_ev && s->final_ev && tls_begin(s, ssl, fd) < 0)
 		fd = -1;	/* tls_begin() may have taken it */
 	else if (ssl && !s->bev)
 		SSL_free(ssl);
-	if (!s->bev || !s->resume_ev || !s->final_ev) {
+	if (!s->bev || !s->resume_ev || !s->final_ev || (!ssl && !s->flush_ev)) {
+		if (s->flush_ev)
+			event_free(s->flush_ev);
 		if (s->final_ev)
 			event_free(s->final_ev);
 		if (!s->bev && fd >= 0)
@@ -1921,7 +2031,10 @@ struct session *session_new(struct server *srv, const struct moat_listener_conf 
 		return s;	/* implicit TLS: the handshake first (tls_established()) */
 	bufferevent_setcb(s->bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, IN_HIGH);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->direct = 1;
+	evbuffer_add_cb(bufferevent_get_output(s->bev), out_added_cb, s);
+	bufferevent_disable(s->bev, EV_WRITE);	/* on by default in a new one */
+	bufferevent_enable(s->bev, EV_READ);
 	s->state = S_GREETING;
 	set_read_timeout(s, 0);
 	run_stage(s, MOAT_STAGE_CONNECT, greet_continue);
@@ -1962,6 +2075,8 @@ static void session_free(struct session *s)
 		bufferevent_free(s->bev);
 	event_free(s->resume_ev);
 	event_free(s->final_ev);
+	if (s->flush_ev)
+		event_free(s->flush_ev);
 	if (s->greet_ev)
 		event_free(s->greet_ev);
 	if (s->deadline_ev)

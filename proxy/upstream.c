@@ -83,6 +83,11 @@ struct upstream {
 	const struct msg_spool *msg;
 	size_t msg_off;
 	int line_start;
+	/* Once connected (plain TCP), commands are written by flush_cb()
+	 * at the end of the loop pass that queued them; EV_WRITE is on only
+	 * while the socket cannot take them all. */
+	struct event *flush_ev;
+	int direct;
 };
 
 static const char *const status_text[] = {
@@ -127,12 +132,17 @@ struct upstream *upstream_new(struct event_base *base, const struct upstream_par
 	return up;
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void go_direct(struct upstream *up);
+
 static void destroy(struct upstream *up)
 {
 	if (up->bev && up->tls)
 		SSL_shutdown(bufferevent_openssl_get_ssl(up->bev));	/* close_notify */
 	if (up->bev)
 		bufferevent_free(up->bev);
+	if (up->flush_ev)
+		event_free(up->flush_ev);
 	smtp_reply_parser_free(&up->parser);
 	free((char *)up->p.ehlo_name);
 	free((char *)up->p.client_addr);
@@ -317,6 +327,7 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 			return;
 		}
 		set_timeout(up, up->p.timeout);
+		go_direct(up);
 		send_ehlo(up, P_EHLO);
 		return;
 	case P_EHLO:
@@ -454,6 +465,56 @@ static void on_reply(struct upstream *up, struct smtp_reply *r)
 
 static void read_lines(struct upstream *up, struct bufferevent *bev);
 
+static void out_added_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct upstream *up = arg;
+	(void)buf;
+	if (info->n_added && up->direct)
+		event_active(up->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* After the greeting of a plain connection (nothing left to send from
+ * the connect: the PROXY header went with it): direct writes. */
+static void go_direct(struct upstream *up)
+{
+	struct evbuffer *out = bufferevent_get_output(up->bev);
+	if (up->direct || up->tls || evbuffer_get_length(out) > 0)
+		return;
+	if (!up->flush_ev && !(up->flush_ev = event_new(up->base, -1, 0, flush_cb, up)))
+		return;
+	up->direct = 1;
+	evbuffer_add_cb(out, out_added_cb, up);
+	bufferevent_disable(up->bev, EV_WRITE);	/* not pending: no syscall */
+}
+
+static void write_cb(struct bufferevent *bev, void *arg);
+
+/* Writes the queued output to the socket now. What the socket does not
+ * take (or an error) is left to libevent, as without direct writes; a
+ * drained buffer goes on as libevent's write callback would. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *up = arg;
+	struct evbuffer *out;
+	(void)fd;
+	(void)what;
+	if (!up->direct || !up->bev || up->phase == P_DEAD)
+		return;
+	out = bufferevent_get_output(up->bev);
+	if (evbuffer_get_length(out) == 0 || (bufferevent_get_enabled(up->bev) & EV_WRITE))
+		return;
+	/* libevent keeps the start of a socket bufferevent's output frozen
+	 * except while it writes itself: so do we */
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(up->bev));
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0) {
+		bufferevent_enable(up->bev, EV_WRITE);
+		return;
+	}
+	write_cb(up->bev, up);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream *up = arg;
@@ -533,7 +594,8 @@ static void stream_more(struct upstream *up)
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream *up = arg;
-	(void)bev;
+	if (up->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);	/* not pending: no syscall */
 	if (up->phase == P_BODY) {
 		enter(up);
 		stream_more(up);
@@ -585,6 +647,7 @@ static void handle_event(struct upstream *up, short what)
 		if (up->p.tls_level == MOAT_TLS_MAY) {
 			moat_log(LOG_NOTICE, "upstream: TLS handshake failed (%s); upstream_tls = may: "
 				 "trying again without TLS", why);
+			up->direct = 0;
 			bufferevent_free(up->bev);
 			up->bev = NULL;
 			up->plain_retry = 1;
@@ -635,6 +698,7 @@ static void start_tls(struct upstream *up)
 		return;
 	}
 	fd = fcntl(bufferevent_getfd(up->bev), F_DUPFD_CLOEXEC, 0);
+	up->direct = 0;
 	bufferevent_free(up->bev);
 	up->bev = NULL;
 	if (fd < 0) {
@@ -706,7 +770,6 @@ static int connect_now(struct upstream *up)
 	bufferevent_setcb(up->bev, read_cb, write_cb, event_cb, up);
 	bufferevent_setwatermark(up->bev, EV_WRITE, OUT_HIGH / 2, 0);
 	set_timeout(up, up->p.connect_timeout);
-	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
 	up->phase = P_CONNECT;
 	if (bufferevent_socket_connect(up->bev, (struct sockaddr *)&up->p.addr.ss,
 				       (int)up->p.addr.len) < 0 ||
@@ -715,6 +778,9 @@ static int connect_now(struct upstream *up)
 		up->bev = NULL;
 		return -1;
 	}
+	/* After the connect, which re-registers the socket: enabling
+	 * before it costs four more epoll changes. */
+	bufferevent_enable(up->bev, EV_READ | EV_WRITE);
 	return 0;
 }
 
