@@ -38,7 +38,7 @@ CHECK_PKGS := $(DEMO_PKGS) clang libclang-rt-14-dev python3 python3-dnslib pytho
 
 # Benchmarks (tests/bench/): Postfix's smtp-source/smtp-sink and a Postfix,
 # unbound for the test zones, OpenDKIM and rspamd to compare the milter with.
-BENCH_PKGS := $(DEMO_PKGS) python3 python3-dnslib unbound opendkim rspamd procps bsdutils
+BENCH_PKGS := $(DEMO_PKGS) python3 python3-dnslib unbound redis-server opendkim rspamd procps bsdutils
 
 LIB_SRCS  := $(wildcard util/*.c) $(filter-out proxy/moatd.c,$(wildcard proxy/*.c)) \
 	     $(wildcard milter/*.c) $(wildcard filters/*.c) $(wildcard keys/*.c)

@@ -228,9 +228,11 @@ class Sink:
         Procs.stop(self.proc)
 
 
-def source_argv(port, count, sessions=20, size=None, msgfile=None):
+def source_argv(port, count, sessions=20, size=None, msgfile=None, rcpts=1):
     argv = [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-M", "client.example",
             "-f", "alice@example.net", "-t", "bob@example.org"]
+    if rcpts > 1:
+        argv += ["-r", str(rcpts)]
     if msgfile:
         argv += ["-F", msgfile]
     elif size:
@@ -238,11 +240,11 @@ def source_argv(port, count, sessions=20, size=None, msgfile=None):
     return argv + ["127.0.0.1:%d" % port]
 
 
-def source(port, count, sessions=20, size=None, msgfile=None, timeout=600):
+def source(port, count, sessions=20, size=None, msgfile=None, timeout=600, rcpts=1):
     """Sends count messages with smtp-source (one message per session, the
     default: a new SMTP session per message, as an MX sees); returns the
     wall-clock seconds until the last reply. Fails on any refusal."""
-    argv = source_argv(port, count, sessions, size, msgfile)
+    argv = source_argv(port, count, sessions, size, msgfile, rcpts)
     t0 = time.monotonic()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     dt = time.monotonic() - t0

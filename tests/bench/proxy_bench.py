@@ -261,6 +261,150 @@ def pipeline(runs=5, count=10000, sessions=20):
     return out
 
 
+# ---------------------------------------------------------------- case 2, reputation
+
+class Redis:
+    """A throwaway redis-server on a loopback port chosen here: no
+    persistence, its files in its own directory."""
+
+    def __init__(self, work):
+        import shutil
+        exe = shutil.which("redis-server")
+        if not exe:
+            raise BenchError("redis-server is not installed (apt-get install redis-server)")
+        self.port = free_port()
+        d = os.path.join(work, "redis")
+        os.makedirs(d, exist_ok=True)
+        self.proc = Procs.start([exe, "--bind", "127.0.0.1", "--port", str(self.port),
+                                 "--save", "", "--appendonly", "no", "--dir", d,
+                                 "--daemonize", "no", "--protected-mode", "yes",
+                                 "--unixsocket", ""],
+                                log=os.path.join(d, "redis.log"), cwd=d)
+        from benchlib import listening, wait_for
+        wait_for(lambda: self.proc.poll() is not None or listening(self.port), 10,
+                 "redis-server")
+        if self.proc.poll() is not None:
+            raise BenchError("redis-server exited at start")
+
+    def command(self, *args):
+        import socket
+        req = "*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), 5) as c:
+            c.sendall(req.encode())
+            return c.recv(4096).decode("ascii", "replace").strip()
+
+    def version(self):
+        info = self.command("INFO", "server")
+        for line in info.splitlines():
+            if line.startswith("redis_version:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    def stop(self):
+        Procs.stop(self.proc)
+
+
+REPUTATION_CONF = """
+store {{
+    backend = "{backend}"{redis}
+}}
+"""
+
+
+def reputation(runs=5, count=10000, sessions=20):
+    """Case 2 with the reputation filter: the full pipeline, the pipeline
+    plus reputation with the embedded (memory) store, and plus reputation
+    with a Redis the bench starts; direct for reference. A B C D ..."""
+    from dnsrig import TestZones
+    work = tmpdir("moat-bench.")
+    keyfile, txt = keys(work)
+    _, signed = signed_message(work, keyfile)
+    z = TestZones(zones_records(txt)).start()
+    Procs.on_exit(z.stop)
+    redis = Redis(work)
+    Procs.on_exit(redis.stop)
+    sink = Sink(work)
+    conf = PIPELINE_CONF.format(dns=z.address)
+    rep_conf = conf.replace('"dkim"}', '"dkim", "reputation"}')
+    ports = {k: free_port() for k in ("full", "mem", "redis")}
+    full = Moatd(work, "full", listen_port=ports["full"], upstream_port=sink.port, extra=conf)
+    mem = Moatd(work, "mem", listen_port=ports["mem"], upstream_port=sink.port,
+                extra=rep_conf + REPUTATION_CONF.format(backend="memory", redis=""))
+    red = Moatd(work, "redis", listen_port=ports["redis"], upstream_port=sink.port,
+                extra=rep_conf + REPUTATION_CONF.format(
+                    backend="redis", redis='\n    redis_server = "127.0.0.1:%d"' % redis.port))
+    ms = (full, mem, red)
+    out = {"sessions": sessions, "count": count, "size": os.path.getsize(signed),
+           "redis_version": redis.version()}
+    try:
+        for m in ms:
+            m.start()
+        for m in ms:
+            for zone in ("bl1", "bl2", "dbl"):
+                m.wait_log(r"dnsbl: zone %s\.example passes its test points" % zone)
+        # the filters really run: a few messages each (reputation needs
+        # min_messages before it has an opinion), then their symbols
+        syms = {}
+        for name, m in (("full", full), ("memory", mem), ("redis", red)):
+            source(ports[name if name != "memory" else "mem"], 8, sessions=1, msgfile=signed)
+            _, s = msg_times(m.new_log_lines())
+            if not s or not all(x in s[-1] for x in ("SPF_PASS", "DKIM_PASS")):
+                raise BenchError("reputation case, %s: unexpected symbols %r; log: %s"
+                                 % (name, s, m.read_log()[-1500:]))
+            syms[name] = s[-1]
+        for name in ("memory", "redis"):
+            if "REP_" not in syms[name]:
+                raise BenchError("reputation case, %s: no REP_ symbol after 8 messages: %s"
+                                 % (name, syms[name]))
+        keys_n = redis.command("DBSIZE")
+        if not keys_n.startswith(":") or int(keys_n[1:]) == 0:
+            raise BenchError("reputation case: Redis holds no keys (%r); log: %s"
+                             % (keys_n, red.read_log()[-1500:]))
+        out["symbols"] = syms
+        sys.stderr.write("case 2r: %d x %d bytes (symbols %s)\n" % (count, out["size"], syms))
+        names = ("moatd, full pipeline", "moatd, + reputation (memory)",
+                 "moatd, + reputation (Redis)")
+        from benchlib import cpu_ticks
+        rc0 = cpu_ticks(redis.proc.pid)
+        res = alternate([("direct", sink.port, None)] +
+                        [(n, ports[k], m) for n, k, m in zip(names, ("full", "mem", "redis"), ms)],
+                        runs, count, sessions=sessions, msgfile=signed)
+        # every message of the Redis variant, the warm-up round's included
+        out["redis_cpu_ms"] = (cpu_ticks(redis.proc.pid) - rc0) * 1000.0 / ((runs + 1) * count)
+        rows = summarize(res, "direct")
+        base = [r for r in rows if r["name"] == names[0]][0]
+        b = res[names[0]]
+        for n in names[1:]:
+            v = res[n]
+            row = [r for r in rows if r["name"] == n][0]
+            rows.append({"name": n.replace("moatd, + ", "") + " / pipeline",
+                         "ratio": stats(x["rate"] / y["rate"] for x, y in zip(v, b)),
+                         "cpu_ratio": stats(x["cpu_ms"] / y["cpu_ms"] for x, y in zip(v, b)),
+                         "added_p50_ms": row["lat_p50_ms"] - base["lat_p50_ms"],
+                         "added_p99_ms": row["lat_p99_ms"] - base["lat_p99_ms"]})
+        out["rows"] = rows
+        out["redis_keys"] = redis.command("DBSIZE").lstrip(":")
+        out["commands"] = [
+            "unbound (TestZones) as in case 2; the same signed.eml",
+            "redis-server --bind 127.0.0.1 --port REDIS --save '' --appendonly no",
+            "smtp-source -s %d -m %d -F signed.eml -M client.example -f alice@example.net "
+            "-t bob@example.org 127.0.0.1:SINK|FULL|MEM|REDIS" % (sessions, count),
+            "moatd config of FULL: as in case 2",
+            "moatd config of MEM and REDIS: FULL's, with filters = {\"dnsbl\", \"spf\", "
+            "\"dkim\", \"reputation\"} and" +
+            REPUTATION_CONF.format(backend="memory", redis="").rstrip() + "    # MEM" +
+            REPUTATION_CONF.format(backend="redis",
+                                   redis='\n    redis_server = "127.0.0.1:REDIS"').rstrip() +
+            "    # REDIS",
+        ]
+    finally:
+        for m in ms:
+            m.stop()
+        sink.stop()
+        redis.stop()
+    return out
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
     if quick:
