@@ -39,9 +39,11 @@
 
 #include "filter.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "milter_loop.h"
 #include "privilege.h"
 #include "resolver.h"
+#include "server.h"
 #include "store_conf.h"
 #include "spf_pool.h"
 #include "worker.h"
@@ -60,6 +62,10 @@ static struct {
 	const struct moat_resolver_conf *resolver_conf;
 	struct moat_config *resolver_owner;
 	struct event *queue_ev, *ctl_ev, *wake_ev;
+	/* the milter's own metrics listener (milter.metrics_listen); its
+	 * status page sees this server: no listeners, the current config */
+	struct server msrv;
+	struct metrics_http *metrics;
 	int stopping, wakes;
 	char ctl_buf[64];
 	size_t ctl_len;
@@ -173,6 +179,21 @@ static struct moat_config *load(int to_log)
 	return NULL;
 }
 
+/* Binds, moves or closes the milter process's metrics listener. */
+static void apply_metrics(struct moat_config *c)
+{
+	char err[512];
+	const struct moat_milter_conf *mc = moat_config_milter(c);
+	g.msrv.base = g.base;
+	g.msrv.conf = c;
+	g.msrv.resolver = g.resolver;
+	if (!g.metrics && mc->metrics_listen && *mc->metrics_listen)
+		g.metrics = metrics_http_new(g.base, &g.msrv);
+	if (g.metrics && metrics_http_listen(g.metrics, mc->metrics_listen, &mc->metrics_addr, err,
+					     sizeof(err)) < 0)
+		moat_log(LOG_ERR, "milter: %s", err);
+}
+
 static void reload(void)
 {
 	char err[512];
@@ -199,6 +220,7 @@ static void reload(void)
 		moat_log(LOG_ERR, "milter: reload: spf: %s; the SPF filter's checks end in temperror",
 			 err);
 	moat_filters_activate(c, g.base, g.resolver);
+	apply_metrics(c);
 	if (!g.foreground)
 		moat_log_open("moatd/milter", 0, c->facility);
 	moat_log(LOG_INFO, "milter: reloaded %s", c->path);
@@ -423,6 +445,7 @@ int milter_main(const char *path, char *const *overrides, size_t noverrides, int
 	if (moat_store_apply(g.base, g.conf, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "milter: %s", err);
 	moat_filters_activate(g.conf, g.base, g.resolver);	/* before the loop thread runs */
+	apply_metrics(g.conf);
 
 	if (smfi_register(milter_desc) != MI_SUCCESS ||
 	    smfi_setconn(mc->socket) != MI_SUCCESS) {
@@ -458,6 +481,7 @@ int milter_main(const char *path, char *const *overrides, size_t noverrides, int
 	if (milter_sessions() == 0) {
 		/* Nothing can reach the services any more: free them, so the
 		 * leak checker sees a clean end. */
+		metrics_http_free(g.metrics);
 		moat_worker_pool_free(g.workers);
 		moat_resolver_free(g.resolver);
 		moat_store_shutdown();

@@ -184,14 +184,20 @@ static void unbind(struct metrics_http *h)
 int metrics_http_apply(struct metrics_http *h, const struct moat_config *conf, char *err,
 		       size_t errlen)
 {
+	return metrics_http_listen(h, conf->metrics_listen, &conf->metrics_addr, err, errlen);
+}
+
+int metrics_http_listen(struct metrics_http *h, const char *listen, const struct moat_addr *ma,
+			char *err, size_t errlen)
+{
 	char a[128];
 	if (!h)
 		return 0;
-	if (!conf->metrics_listen || !*conf->metrics_listen) {
+	if (!listen || !*listen) {
 		unbind(h);
 		return 0;
 	}
-	if (h->bound && moat_addr_equal(&h->addr, &conf->metrics_addr))
+	if (h->bound && moat_addr_equal(&h->addr, ma))
 		return 0;
 	if (!h->http) {
 		h->http = evhttp_new(h->base);
@@ -205,7 +211,6 @@ int metrics_http_apply(struct metrics_http *h, const struct moat_config *conf, c
 		evhttp_set_max_body_size(h->http, 1024);
 		evhttp_set_gencb(h->http, on_request, h);
 	}
-	const struct moat_addr *ma = &conf->metrics_addr;
 	struct evconnlistener *evl = evconnlistener_new_bind(
 		h->base, NULL, NULL,
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
@@ -220,13 +225,13 @@ int metrics_http_apply(struct metrics_http *h, const struct moat_config *conf, c
 	struct evhttp_bound_socket *b = evhttp_bind_listener(h->http, evl);
 	if (!b) {
 		evconnlistener_free(evl);
-		snprintf(err, errlen, "metrics_listen: cannot serve HTTP on %s", conf->metrics_listen);
+		snprintf(err, errlen, "metrics_listen: cannot serve HTTP on %s", listen);
 		return -1;
 	}
 	unbind(h);
 	h->bound = b;
 	h->addr = *ma;
-	moat_log(LOG_INFO, "metrics and status page on http://%s/", conf->metrics_listen);
+	moat_log(LOG_INFO, "metrics and status page on http://%s/", listen);
 	return 0;
 }
 

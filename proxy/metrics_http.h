@@ -15,6 +15,7 @@
 
 struct event_base;
 struct metrics_http;
+struct moat_addr;
 struct moat_config;
 struct server;
 
@@ -25,6 +26,10 @@ struct metrics_http *metrics_http_new(struct event_base *base, struct server *sr
  * 0, or -1 with err (the old socket stays). */
 int metrics_http_apply(struct metrics_http *h, const struct moat_config *conf, char *err,
 		       size_t errlen);
+/* The same for an address of the caller's (the milter process's own
+ * metrics_listen): listen is the address as written, ma parsed. */
+int metrics_http_listen(struct metrics_http *h, const char *listen, const struct moat_addr *ma,
+			char *err, size_t errlen);
 void metrics_http_free(struct metrics_http *h);
 
 #endif

@@ -184,6 +184,8 @@ static const struct moat_opt milter_opts[] = {
 	 "What the milter answers when it fails itself (out of memory, its filter loop unreachable), as Postfix's milter_default_action: \"accept\", \"tempfail\" or \"reject\"."},
 	{"quarantine_on", MOAT_OPT_STR, M(quarantine_on), 0, "none", 0, 0, 0, milter_quarantine_choices,
 	 "\"add_header\": a message whose action is add_header is also quarantined (smfi_quarantine: Postfix's hold queue); \"none\": never."},
+	{"metrics_listen", MOAT_OPT_STR, M(metrics_listen), 0, "", 0, 0, 0, NULL,
+	 "Address (\"127.0.0.1:9188\") of the milter process's own metrics and status page: the milter runs in a process of its own, whose counters (messages, symbols, filters) are served here, with metrics_allow. Empty: none."},
 };
 
 static int milter_prepare(void *data, struct moat_section_ctx *ctx)
@@ -196,6 +198,13 @@ static int milter_prepare(void *data, struct moat_section_ctx *ctx)
 			: strcmp(m->default_action, "reject") == 0 ? MOAT_MILTER_REJECT
 			: MOAT_MILTER_TEMPFAIL;
 	m->quarantine_add_header = strcmp(m->quarantine_on, "add_header") == 0;
+	if (m->metrics_listen && *m->metrics_listen) {
+		char why[256];
+		if (moat_addr_parse(m->metrics_listen, &m->metrics_addr, why, sizeof(why)) < 0) {
+			moat_section_error(ctx, "metrics_listen", "%s", why);
+			return -1;
+		}
+	}
 	if (!*s)
 		return 0;
 	for (size_t i = 0; i < NELEM(prefixes); i++) {

@@ -154,7 +154,9 @@ struct moat_milter_conf {
 	char *socket;		/* "inet:8891@127.0.0.1", "unix:/path"; "" = off */
 	char *default_action;	/* "accept", "tempfail", "reject" */
 	char *quarantine_on;	/* "none", "add_header" */
+	char *metrics_listen;	/* the milter process's metrics; "" = none */
 	/* derived */
+	struct moat_addr metrics_addr;
 	enum moat_milter_default default_id;
 	int quarantine_add_header;
 };

@@ -89,10 +89,10 @@ def milter_conf(port, denied="denied@example.net", extra="", quarantine="none",
 
 
 class MilterRig:
-    def __init__(self, listeners=(), denied="denied@example.net", **conf):
+    def __init__(self, listeners=(), denied="denied@example.net", overrides=(), **conf):
         self.port = free_port()
         self.pf = MilterPostfix(self.port)
-        self.moatd = Moatd(list(listeners), binary=MOATD_HOOKTEST,
+        self.moatd = Moatd(list(listeners), binary=MOATD_HOOKTEST, overrides=overrides,
                            extra_conf=milter_conf(self.port, denied, **conf))
 
     def __enter__(self):
@@ -330,6 +330,31 @@ def test_milter_spf_fail_rejected_with_moats_text():
         head = head_of(delivered_with(r.pf, b"spf pass through milter"))
         check(re.search(r"spf=pass smtp\.mailfrom=spf-pass\.example\.net", head),
               "Authentication-Results: %r" % head)
+
+
+@timed(90)
+def test_milter_metrics_listener():
+    """The milter process serves its own metrics (milter.metrics_listen):
+    a message Postfix passed through moat's milter is counted there."""
+    mport = free_port()
+    with MilterRig(overrides=["milter.metrics_listen=127.0.0.1:%d" % mport]) as r:
+        wait_for(lambda: port_listening(mport), 10, what="the milter's metrics listener")
+        c = r.client("127.0.0.7")
+        body = make_body(headers=["From: <alice@example.net>", "To: <bob@example.org>",
+                                  "Subject: counted"], body_lines=["counted by the milter"])
+        expect_reply(c.send_message(body, mail_from="alice@example.net",
+                                    rcpts=("bob@example.org",)), 250)
+        c.quit()
+        delivered_with(r.pf, b"counted by the milter")
+
+        def accepted():
+            import urllib.request
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as u:
+                text = u.read().decode()
+            m = re.search(r'^moat_messages_total\{action="accept"\} (\d+)', text, re.M)
+            return int(m.group(1)) if m else None
+        check(wait_for(lambda: accepted() == 1, 5),
+              "moat_messages_total{action=\"accept\"} in the milter's metrics: %r" % accepted())
 
 
 @timed(90)
