@@ -34,6 +34,7 @@ import xml.etree.ElementTree as ET
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import *  # noqa
+from redisrig import Redis  # noqa
 from dnsrig import TestZones, FaultDNS
 from dkimrig import DkimKeys
 
@@ -285,27 +286,6 @@ def test_cli_shows_the_record_that_applies():
         rc, out, err = moat(r, "dmarc", "nodmarc.example")
         eq(rc, 1, "no record: %s" % out)
         check("dmarc: none" in out, out)
-
-
-class Redis:
-    """A throwaway redis-server on 127.0.0.1:port (no persistence)."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", "/tmp", "--repl-diskless-sync", "yes",
-             "--repl-diskless-sync-delay", "0", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        check(wait_for(lambda: port_listening(self.port), timeout=5), "redis-server did not start")
-        return self
-
-    def __exit__(self, *a):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
 
 
 def test_aggregate_report_from_redis():
