@@ -85,10 +85,16 @@ say "Starting smtp-sink (Postfix's test SMTP server) on 127.0.0.1:$SINK_PORT as 
 mkdir "$TMP/arrived" "$TMP/spool"
 chmod 755 "$TMP"
 SINK_USER=
+RUN_USER=
 if [ "$(id -u)" = 0 ]; then
 	# smtp-sink refuses to run as root; it writes its dumps as nobody.
 	chown nobody "$TMP/arrived"
 	SINK_USER="-u nobody"
+	# moatd binds as root, then runs as an unprivileged user (the
+	# shipped config says "moat", which a fresh machine does not have
+	# until the package creates it): nobody, owning the spool
+	chown nobody "$TMP/spool"
+	RUN_USER="-o user=nobody"
 fi
 # -d: one file per message received, named arrived/msg.<random>.
 # shellcheck disable=SC2086
@@ -108,6 +114,7 @@ cat <<EOF
      spool_directory=$TMP/spool  hostname=moat.demo.example
      pid_file=$TMP/moatd.pid
      listener.inbound.xclient=no  listener.inbound.proxy_address_untrusted=yes
+     control_socket=$TMP/control${RUN_USER:+  user=nobody (moatd drops to it after binding)}
    Why xclient=no: the shipped config tells the upstream who the client is
    with XCLIENT (Postfix: smtpd_authorized_xclient_hosts). smtp-sink is a
    test server: it offers XCLIENT without the ADDR attribute and ignores
@@ -118,6 +125,7 @@ cat <<EOF
    moat refuses xclient=no unless proxy_address_untrusted=yes says so.
    In production, keep xclient = yes (README.md).
 EOF
+# shellcheck disable=SC2086
 "$MOATD" -f -c "$TMP/moat.conf" \
 	-o "listener.inbound.listen=127.0.0.1:$MOAT_PORT" \
 	-o "listener.inbound.upstream=127.0.0.1:$SINK_PORT" \
@@ -126,6 +134,7 @@ EOF
 	-o "pid_file=$TMP/moatd.pid" \
 	-o "listener.inbound.xclient=no" \
 	-o "listener.inbound.proxy_address_untrusted=yes" \
+	-o "control_socket=$TMP/control" $RUN_USER \
 	</dev/null 2>"$TMP/moatd.log" &
 MOATD_PID=$!
 i=0
