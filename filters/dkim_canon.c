@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ascii.h"
+
 int dkim_canon_parse(const char *s, size_t len, enum dkim_canon *out)
 {
 	if (len == 6 && strncmp(s, "simple", 6) == 0) {
@@ -80,10 +82,8 @@ int dkim_canon_header(enum dkim_canon c, const char *field, size_t flen, int crl
 		while (nlen > 0 && (is_wsp(field[nlen - 1]) || field[nlen - 1] == '\r' ||
 				    field[nlen - 1] == '\n'))
 			nlen--;
-		for (i = 0; i < nlen; i++) {
-			char ch = field[i];
-			*o++ = (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-		}
+		for (i = 0; i < nlen; i++)
+			*o++ = (char)ascii_lower((unsigned char)field[i]);
 		if (colon) {
 			*o++ = ':';
 			int space = 0, any = 0;

@@ -127,9 +127,7 @@ struct dkim_sign_key *dkim_sign_key_new(const char *domain, const char *selector
 		dkim_sign_key_free(k);
 		return NULL;
 	}
-	for (char *c = k->domain; *c; c++)
-		if (*c >= 'A' && *c <= 'Z')
-			*c = (char)(*c - 'A' + 'a');
+	ascii_lower_str(k->domain);
 	return k;
 }
 
@@ -467,7 +465,7 @@ static int build_tags(struct text *t, const struct dkim_sign_key *key,
 			w[n++] = '=';
 		}
 		for (const char *c = h->v[i]; *c && n < sizeof(w) - 2; c++)
-			w[n++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+			w[n++] = (char)ascii_lower((unsigned char)*c);
 		w[n++] = i + 1 < h->n ? ':' : ';';
 		token(t, w, n, i == 0);
 	}

@@ -12,13 +12,6 @@
 
 #include "ascii.h"
 
-static void lower(char *s)
-{
-	for (; *s; s++)
-		if (*s >= 'A' && *s <= 'Z')
-			*s = (char)(*s - 'A' + 'a');
-}
-
 static int pattern_ok(const char *p)
 {
 	if (strcmp(p, "*") == 0)
@@ -68,7 +61,7 @@ int dkim_signtable_parse(struct dkim_signtable *t, const char *const *entries, s
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		lower(e->pattern);
+		ascii_lower_str(e->pattern);
 		if (!pattern_ok(e->pattern)) {
 			snprintf(err, errlen, "entry %zu \"%s\": pattern \"%s\": expected an address "
 				 "(user@example.org), a domain (example.org), its subdomains "
@@ -136,7 +129,7 @@ const struct dkim_signtable_entry *dkim_signtable_find(const struct dkim_signtab
 	if (!sender || !*sender || strlen(sender) >= sizeof(s))
 		return find(t, "*");
 	snprintf(s, sizeof(s), "%s", sender);
-	lower(s);
+	ascii_lower_str(s);
 	char *at = strrchr(s, '@');
 	if (at && (e = find(t, s)))
 		return e;
@@ -239,6 +232,6 @@ int dkim_from_address(const char *head, size_t hlen, char *out, size_t outlen)
 	if (!at || at == start || !at[1] || strpbrk(start, " \t<>") || n >= outlen)
 		return -1;
 	memcpy(out, start, n + 1);
-	lower(out);
+	ascii_lower_str(out);
 	return 0;
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ascii.h"
+
 static int is_ws(unsigned char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -109,18 +111,13 @@ int dkim_tag_is(const struct dkim_tag *tag, const char *s)
 	return tag && tag->value_len == n && memcmp(tag->value, s, n) == 0;
 }
 
-static unsigned char lower(unsigned char c)
-{
-	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
 int dkim_tag_is_nocase(const struct dkim_tag *tag, const char *s)
 {
 	size_t n = strlen(s);
 	if (!tag || tag->value_len != n)
 		return 0;
 	for (size_t i = 0; i < n; i++)
-		if (lower((unsigned char)tag->value[i]) != lower((unsigned char)s[i]))
+		if (ascii_lower((unsigned char)tag->value[i]) != ascii_lower((unsigned char)s[i]))
 			return 0;
 	return 1;
 }

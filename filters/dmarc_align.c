@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ascii.h"
+
 static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
 static psl_ctx_t *psl;
 static const char *psl_source = "none";
@@ -56,9 +58,7 @@ int dmarc_org_domain(const char *domain, char *out, size_t len)
 	}
 	memcpy(out, domain, n);
 	out[n] = '\0';
-	for (char *p = out; *p; p++)
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
+	ascii_lower_str(out);
 	if (!dmarc_psl_loaded(NULL))
 		return -1;
 	reg = psl_registrable_domain(psl, out);

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ascii.h"
+
 #define MAX_TAG 32
 
 static int wsp(char c)
@@ -54,7 +56,7 @@ static const char *next_pair(const char *s, char *name, size_t nlen, const char 
 	while (p < stop && ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			    (*p >= '0' && *p <= '9'))) {
 		if (n + 1 < nlen)
-			name[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+			name[n++] = (char)ascii_lower((unsigned char)*p);
 		p++;
 	}
 	name[n] = '\0';

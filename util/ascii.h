@@ -1,6 +1,7 @@
 /*
- * ascii.h - locale-free ASCII case handling for protocol keywords, shared
- * by the SMTP command and reply parsers. Header-only; owns nothing.
+ * ascii.h - locale-free ASCII case handling for protocol keywords and
+ * names (SMTP commands and replies, DKIM and DMARC tags, domains).
+ * Header-only; owns nothing.
  */
 #ifndef MOAT_ASCII_H
 #define MOAT_ASCII_H
@@ -10,6 +11,18 @@
 static inline unsigned char ascii_upper(unsigned char c)
 {
 	return c >= 'a' && c <= 'z' ? (unsigned char)(c - 'a' + 'A') : c;
+}
+
+static inline unsigned char ascii_lower(unsigned char c)
+{
+	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+/* Lower-cases the string s in place (ASCII letters only). */
+static inline void ascii_lower_str(char *s)
+{
+	for (; *s; s++)
+		*s = (char)ascii_lower((unsigned char)*s);
 }
 
 /* Case-insensitive: does s (len bytes) equal the upper-case word? */
