@@ -494,6 +494,21 @@ mt.disconnect(conn)
 """
 
 
+def run_miltertest(port, script):
+    """Runs a miltertest (Lua) script, its %(port)d filled in, against the
+    milter socket on port; it must exit 0."""
+    wait_for(lambda: port_listening(port), 10, what="the milter socket")
+    tmp = tempfile.mkdtemp(prefix="moat-mt.")
+    try:
+        path = os.path.join(tmp, "t.lua")
+        with open(path, "w") as f:
+            f.write(script % {"port": port})
+        p = subprocess.run(["miltertest", "-s", path], capture_output=True, text=True, timeout=30)
+        eq(p.returncode, 0, "miltertest exit status (%s %s)" % (p.stdout[-500:], p.stderr[-500:]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @timed(40)
 def test_miltertest_callbacks():
     if not shutil.which("miltertest"):
@@ -502,14 +517,8 @@ def test_miltertest_callbacks():
     port = free_port()
     m = Moatd([], binary=MOATD_HOOKTEST, extra_conf=milter_conf(port, quarantine="add_header"))
     m.start()
-    wait_for(lambda: port_listening(port), 10, what="the milter socket")
-    tmp = tempfile.mkdtemp(prefix="moat-mt.")
     try:
-        path = os.path.join(tmp, "t.lua")
-        with open(path, "w") as f:
-            f.write(MT_SCRIPT % {"port": port})
-        p = subprocess.run(["miltertest", "-s", path], capture_output=True, text=True, timeout=30)
-        eq(p.returncode, 0, "miltertest exit status (%s %s)" % (p.stdout[-500:], p.stderr[-500:]))
+        run_miltertest(port, MT_SCRIPT)
         line = m.wait_log(r"msg session=.* queue_id=MT12345")[0]
         kv = parse_kv(line[line.index("msg "):])
         eq(kv.get("listener"), "mt-smtpd", "listener from {daemon_name}")
@@ -520,7 +529,6 @@ def test_miltertest_callbacks():
         m.wait_log(r"message quarantined: moat: score 7\.00 \(add_header\)")
     finally:
         m.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 MT_AUTH_SCRIPT = r"""
@@ -560,14 +568,8 @@ def test_miltertest_auth_and_tls_macros():
     m = Moatd([], binary=MOATD_HOOKTEST,
               extra_conf=milter_conf(port, filters=("access", "dkim"), extra=conf))
     m.start()
-    wait_for(lambda: port_listening(port), 10, what="the milter socket")
-    tmp = tempfile.mkdtemp(prefix="moat-mt.")
     try:
-        path = os.path.join(tmp, "t.lua")
-        with open(path, "w") as f:
-            f.write(MT_AUTH_SCRIPT % {"port": port})
-        p = subprocess.run(["miltertest", "-s", path], capture_output=True, text=True, timeout=30)
-        eq(p.returncode, 0, "miltertest exit status (%s %s)" % (p.stdout[-500:], p.stderr[-500:]))
+        run_miltertest(port, MT_AUTH_SCRIPT)
         line = m.wait_log(r"msg session=.* queue_id=MTAUTH1")[0]
         kv = parse_kv(line[line.index("msg "):])
         eq(kv.get("auth"), "alice", "auth user from {auth_authen}: %r" % line)
@@ -578,7 +580,6 @@ def test_miltertest_auth_and_tls_macros():
     finally:
         m.stop()
         keys.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
