@@ -14,13 +14,16 @@ class Redis:
         self.port = port or free_port()
         self.proc = None
 
+    def argv(self):
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                # never a file in the working directory (a replica's full
+                # sync would write dump.rdb there)
+                "--dir", "/tmp", "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
+                "--save", "", "--appendonly", "no"]
+
     def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             # never a file in the working directory (a replica's full
-             # sync would write dump.rdb there)
-             "--dir", "/tmp", "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0",
-             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         check(wait_for(lambda: port_listening(self.port), timeout=5), "redis-server did not start")
         return self
 

@@ -30,9 +30,7 @@ class Replica(Redis):
 
     def start(self):
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", "/tmp", "--repl-diskless-sync", "yes",
-             "--repl-diskless-sync-delay", "0", "--save", "",
-             "--appendonly", "no", "--replicaof", "127.0.0.1", str(self.primary_port)],
+            self.argv() + ["--replicaof", "127.0.0.1", str(self.primary_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         check(wait_for(lambda: port_listening(self.port), timeout=5), "replica did not start")
         check(wait_for(lambda: "master_link_status:up" in self.cli("INFO", "replication"),
