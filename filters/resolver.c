@@ -8,8 +8,18 @@
  * libunbound and reported as a timeout. The answer is copied out of
  * libunbound's result into plain arrays for the caller.
  *
- * Owns the libunbound context, the loop event, and each query until its
- * callback ran or it was cancelled.
+ * The shared cache (`shared_cache = yes`, with a Redis store): before a
+ * query goes to libunbound, the store is asked for the answer another
+ * moat instance (or this one, before a restart) already got; on a miss,
+ * or when the store does not answer within its own deadline, the query
+ * goes to DNS as usual, and its answer (positive or negative, never a
+ * failure, never a DNSSEC-bogus one) is written to the store for its
+ * TTL, capped. Answers travel as their raw records, so a cached answer
+ * is parsed by the same code as a fresh one. The query's deadline
+ * covers both steps.
+ *
+ * Owns the libunbound context, the loop event, and each query (with its
+ * store operation) until its callback ran or it was cancelled.
  */
 #include "resolver.h"
 
@@ -22,13 +32,19 @@
 #include <time.h>
 #include <unbound.h>
 
+#include "ascii.h"
 #include "log.h"
+#include "store.h"
+#include "store_conf.h"
 
 struct moat_dns_query {
 	struct moat_resolver *r;
 	struct moat_dns_query *next, *prev;
 	int async_id;
 	int started;		/* libunbound knows it */
+	int refused;		/* libunbound refused it: reported from the timer */
+	struct moat_store *store;	/* asked for a cached answer: */
+	struct moat_store_op *sop;	/* the pending GET */
 	struct event *timer;
 	moat_dns_cb cb;
 	void *arg;
@@ -42,6 +58,8 @@ struct moat_resolver {
 	struct ub_ctx *ub;
 	struct event *ev;
 	long timeout;
+	int shared_cache;
+	long shared_cache_max_ttl;
 	struct moat_dns_query *queries;
 	struct moat_resolver_stats stats;
 	int retired;
@@ -61,6 +79,13 @@ static const struct moat_opt resolver_opts[] = {
 	{"trust_anchor", MOAT_OPT_STR, R(trust_anchor), 0, "", 0, 0, 0, NULL,
 	 "DNSSEC root trust anchor file (Debian: /usr/share/dns/root.key from dns-root-data); "
 	 "answers are then validated and marked secure. Empty: no validation."},
+	{"shared_cache", MOAT_OPT_BOOL, R(shared_cache), 0, NULL, 0, 0, 0, NULL,
+	 "yes: keep DNS answers (DNS lists, SPF, DMARC, DKIM keys; negative ones too) in the "
+	 "Redis store for their TTL as well, so every moat instance sharing that Redis reuses "
+	 "them; asked before each lookup, within the store's deadline. No effect with the "
+	 "memory store (the resolver's own cache does that job). Keys: docs/redis-keys.md."},
+	{"shared_cache_max_ttl", MOAT_OPT_INT, R(shared_cache_max_ttl), 3600, NULL, 1, 604800, 0,
+	 NULL, "Seconds an answer stays in the shared cache at most, whatever its DNS TTL."},
 };
 
 static int prepare(void *data, struct moat_section_ctx *ctx)
@@ -189,6 +214,8 @@ struct moat_resolver *moat_resolver_new(struct event_base *base,
 	}
 	r->base = base;
 	r->timeout = conf->timeout > 0 ? conf->timeout : 5;
+	r->shared_cache = conf->shared_cache;
+	r->shared_cache_max_ttl = conf->shared_cache_max_ttl > 0 ? conf->shared_cache_max_ttl : 3600;
 	snprintf(val, sizeof(val), "%ld", conf->cache_size > 0 ? conf->cache_size : 4194304);
 	if (set_opt(r->ub, "msg-cache-size:", val, err, errlen) < 0 ||
 	    set_opt(r->ub, "rrset-cache-size:", val, err, errlen) < 0 ||
@@ -272,6 +299,8 @@ static void unlink_query(struct moat_dns_query *q)
 
 static void query_free(struct moat_dns_query *q)
 {
+	if (q->sop)
+		moat_store_cancel(q->store, q->sop);
 	if (q->timer)
 		event_free(q->timer);
 	free(q->name);
@@ -335,7 +364,8 @@ static int lists_equal(const struct moat_str_list *a, const struct moat_str_list
 int moat_resolver_conf_equal(const struct moat_resolver_conf *a, const struct moat_resolver_conf *b)
 {
 	return lists_equal(&a->nameservers, &b->nameservers) && a->timeout == b->timeout &&
-	       a->cache_size == b->cache_size &&
+	       a->cache_size == b->cache_size && a->shared_cache == b->shared_cache &&
+	       a->shared_cache_max_ttl == b->shared_cache_max_ttl &&
 	       strcmp(a->trust_anchor ? a->trust_anchor : "", b->trust_anchor ? b->trust_anchor : "") == 0;
 }
 
@@ -374,39 +404,34 @@ static double ms_since(const struct timespec *start)
 	       (double)(now.tv_nsec - start->tv_nsec) / 1e6;
 }
 
-/* Fills ans from a libunbound result and calls back. */
-static void deliver(struct moat_dns_query *q, int err, struct ub_result *res)
+/* An answer before it is parsed for the caller: from libunbound or from
+ * the shared cache. The records are borrowed from either. */
+struct raw_answer {
+	enum moat_dns_status status;
+	int rcode, ttl, secure, bogus, cached;
+	size_t n;
+	const unsigned char **rd;
+	size_t *rdlen;
+};
+
+/* Parses raw into the caller's arrays, calls back, frees q. */
+static void deliver(struct moat_dns_query *q, const struct raw_answer *raw)
 {
 	struct moat_resolver *r = q->r;
 	struct moat_dns_answer a;
-	size_t n = 0;
+	size_t n = raw->status == MOAT_DNS_OK ? raw->n : 0;
 
 	memset(&a, 0, sizeof(a));
+	a.status = raw->status;
 	a.type = q->type;
 	a.name = q->name;
 	a.ms = ms_since(&q->start);
-	if (err || !res) {
-		a.status = MOAT_DNS_ERROR;
-	} else {
-		a.rcode = res->rcode;
-		a.secure = res->secure;
-		a.bogus = res->bogus;
-		a.ttl = res->ttl;
-		if (res->bogus)
-			a.status = MOAT_DNS_ERROR;
-		else if (res->nxdomain)
-			a.status = MOAT_DNS_NXDOMAIN;
-		else if (res->rcode == 2)
-			a.status = MOAT_DNS_SERVFAIL;
-		else if (res->rcode != 0)
-			a.status = MOAT_DNS_ERROR;
-		else if (!res->havedata)
-			a.status = MOAT_DNS_NODATA;
-		else
-			a.status = MOAT_DNS_OK;
-		while (a.status == MOAT_DNS_OK && res->data[n])
-			n++;
-	}
+	a.rcode = raw->rcode;
+	a.ttl = raw->ttl;
+	a.secure = raw->secure;
+	a.bogus = raw->bogus;
+	a.cached = raw->cached;
+
 	struct in_addr *a4 = NULL;
 	struct in6_addr *a6 = NULL;
 	char **strs = NULL;
@@ -423,8 +448,8 @@ static void deliver(struct moat_dns_query *q, int err, struct ub_result *res)
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
-		const unsigned char *d = (const unsigned char *)res->data[i];
-		size_t len = (size_t)res->len[i];
+		const unsigned char *d = raw->rd[i];
+		size_t len = raw->rdlen[i];
 		switch (q->type) {
 		case MOAT_DNS_A:
 			if (len == 4)
@@ -474,6 +499,9 @@ static void deliver(struct moat_dns_query *q, int err, struct ub_result *res)
 	a.txt = (const char *const *)strs;
 	a.names = (const char *const *)strs;
 	a.mx = mx;
+	a.nraw = n;
+	a.raw = n ? raw->rd : NULL;
+	a.rawlen = n ? raw->rdlen : NULL;
 	if (a.status == MOAT_DNS_OK && k == 0)
 		a.status = MOAT_DNS_NODATA;
 
@@ -482,6 +510,8 @@ static void deliver(struct moat_dns_query *q, int err, struct ub_result *res)
 		r->stats.nxdomain++;
 	else if (moat_dns_temporary(a.status))
 		r->stats.failures++;
+	if (a.cached)
+		r->stats.cache_hits++;
 	unlink_query(q);
 	q->cb(q->arg, &a);
 	for (size_t i = 0; strs && i < k; i++)
@@ -494,12 +524,250 @@ static void deliver(struct moat_dns_query *q, int err, struct ub_result *res)
 	maybe_free(r);
 }
 
+static void deliver_error(struct moat_dns_query *q)
+{
+	struct raw_answer raw;
+	memset(&raw, 0, sizeof(raw));
+	raw.status = MOAT_DNS_ERROR;
+	deliver(q, &raw);
+}
+
+/* ---- the shared cache ---------------------------------------------------- */
+
+#define CACHE_MAGIC "moat-dns 1"
+#define CACHE_MAX_RECORDS 512
+
+char *moat_dns_cache_encode(const struct moat_dns_cached *c, size_t nraw,
+			    const unsigned char *const *raw, const size_t *rawlen, size_t *len)
+{
+	char head[128];
+	int hl = snprintf(head, sizeof(head), CACHE_MAGIC " %s %d %d %lld\n",
+			  moat_dns_status_name(c->status), c->rcode, c->secure ? 1 : 0, c->expires);
+	size_t total = (size_t)hl;
+	for (size_t i = 0; i < nraw; i++)
+		total += 24 + rawlen[i];
+	char *v = malloc(total + 1);
+	if (!v)
+		return NULL;
+	memcpy(v, head, (size_t)hl);
+	size_t o = (size_t)hl;
+	for (size_t i = 0; i < nraw; i++) {
+		o += (size_t)snprintf(v + o, 24, "%zu:", rawlen[i]);
+		memcpy(v + o, raw[i], rawlen[i]);
+		o += rawlen[i];
+		v[o++] = '\n';
+	}
+	*len = o;
+	return v;
+}
+
+/* A decimal number at *p, up to end, followed by stop; advances *p past
+ * stop. -1 on anything else. */
+static int read_num(const char **p, const char *end, char stop, long long *out)
+{
+	const char *s = *p;
+	int neg = 0;
+	long long v = 0;
+	if (s < end && *s == '-') {
+		neg = 1;
+		s++;
+	}
+	if (s >= end || *s < '0' || *s > '9')
+		return -1;
+	while (s < end && *s >= '0' && *s <= '9') {
+		if (v > 100000000000000LL)
+			return -1;
+		v = v * 10 + (*s++ - '0');
+	}
+	if (s >= end || *s != stop)
+		return -1;
+	*p = s + 1;
+	*out = neg ? -v : v;
+	return 0;
+}
+
+int moat_dns_cache_decode(const char *value, size_t len, struct moat_dns_cached *out,
+			  const unsigned char **raw, size_t *rawlen, size_t max)
+{
+	const char *p = value, *end = value + len;
+	size_t ml = strlen(CACHE_MAGIC " ");
+	long long rcode, secure, expires;
+	int st = -1;
+
+	if (len < ml || memcmp(p, CACHE_MAGIC " ", ml) != 0)
+		return -1;
+	p += ml;
+	for (int i = MOAT_DNS_OK; i <= MOAT_DNS_ERROR; i++) {
+		const char *name = moat_dns_status_name((enum moat_dns_status)i);
+		size_t nl = strlen(name);
+		if ((size_t)(end - p) > nl && memcmp(p, name, nl) == 0 && p[nl] == ' ') {
+			st = i;
+			p += nl + 1;
+			break;
+		}
+	}
+	if (st < 0 || read_num(&p, end, ' ', &rcode) < 0 || read_num(&p, end, ' ', &secure) < 0 ||
+	    read_num(&p, end, '\n', &expires) < 0 || rcode < 0 || rcode > 65535 ||
+	    (secure != 0 && secure != 1))
+		return -1;
+	size_t n = 0;
+	while (p < end) {
+		long long l;
+		if (n >= max || read_num(&p, end, ':', &l) < 0 || l < 0 || l > 65535 ||
+		    (size_t)(end - p) < (size_t)l + 1 || p[l] != '\n')
+			return -1;
+		raw[n] = (const unsigned char *)p;
+		rawlen[n] = (size_t)l;
+		n++;
+		p += l + 1;
+	}
+	/* only what a fresh answer can be: records exactly when OK */
+	if ((st == MOAT_DNS_OK) != (n > 0) ||
+	    (st != MOAT_DNS_OK && st != MOAT_DNS_NXDOMAIN && st != MOAT_DNS_NODATA))
+		return -1;
+	out->status = (enum moat_dns_status)st;
+	out->rcode = (int)rcode;
+	out->secure = (int)secure;
+	out->expires = expires;
+	return (int)n;
+}
+
+/* "dns:TYPE:name" (lower case) into buf; -1 if it does not fit. */
+static int cache_key(const struct moat_dns_query *q, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "dns:%s:%s", moat_dns_type_name(q->type), q->name);
+	if (n < 0 || (size_t)n >= len)
+		return -1;
+	ascii_lower_str(buf + 4 + strlen(moat_dns_type_name(q->type)) + 1);
+	return 0;
+}
+
+/* The store answers go to: a Redis store, when the cache is on. */
+static struct moat_store *cache_store(const struct moat_resolver *r)
+{
+	struct moat_store *s = r->shared_cache ? moat_store_current() : NULL;
+	return s && strcmp(s->ops->name, "memory") != 0 ? s : NULL;
+}
+
+/* Writes a fresh answer to the shared cache (fire and forget). */
+static void cache_put(struct moat_dns_query *q, const struct raw_answer *raw)
+{
+	struct moat_resolver *r = q->r;
+	struct moat_store *s = cache_store(r);
+	char key[320];
+	if (!s || raw->bogus || raw->ttl <= 0 ||
+	    (raw->status != MOAT_DNS_OK && raw->status != MOAT_DNS_NXDOMAIN &&
+	     raw->status != MOAT_DNS_NODATA) ||
+	    (raw->status == MOAT_DNS_OK && raw->n == 0) || cache_key(q, key, sizeof(key)) < 0)
+		return;
+	long ttl = raw->ttl < r->shared_cache_max_ttl ? raw->ttl : r->shared_cache_max_ttl;
+	struct moat_dns_cached c = {raw->status, raw->rcode, raw->secure,
+				    (long long)time(NULL) + ttl};
+	size_t len;
+	char *v = moat_dns_cache_encode(&c, raw->status == MOAT_DNS_OK ? raw->n : 0,
+					(const unsigned char *const *)raw->rd, raw->rdlen, &len);
+	if (!v)
+		return;
+	if (moat_store_set(s, key, v, len, ttl, NULL, NULL))
+		r->stats.cache_stores++;
+	free(v);
+}
+
+/* ---- libunbound ------------------------------------------------------------ */
+
 static void on_result(void *arg, int err, struct ub_result *res)
 {
 	struct moat_dns_query *q = arg;
+	struct raw_answer raw;
+	size_t n = 0;
+
 	q->started = 0;
-	deliver(q, err, res);
+	memset(&raw, 0, sizeof(raw));
+	if (err || !res) {
+		raw.status = MOAT_DNS_ERROR;
+	} else {
+		raw.rcode = res->rcode;
+		raw.secure = res->secure;
+		raw.bogus = res->bogus;
+		raw.ttl = res->ttl;
+		if (res->bogus)
+			raw.status = MOAT_DNS_ERROR;
+		else if (res->nxdomain)
+			raw.status = MOAT_DNS_NXDOMAIN;
+		else if (res->rcode == 2)
+			raw.status = MOAT_DNS_SERVFAIL;
+		else if (res->rcode != 0)
+			raw.status = MOAT_DNS_ERROR;
+		else if (!res->havedata)
+			raw.status = MOAT_DNS_NODATA;
+		else
+			raw.status = MOAT_DNS_OK;
+		while (raw.status == MOAT_DNS_OK && res->data[n])
+			n++;
+	}
+	if (n) {
+		raw.rd = calloc(n, sizeof(*raw.rd));
+		raw.rdlen = calloc(n, sizeof(*raw.rdlen));
+		if (!raw.rd || !raw.rdlen) {
+			raw.status = MOAT_DNS_ERROR;
+			n = 0;
+		}
+		for (size_t i = 0; i < n; i++) {
+			raw.rd[i] = (const unsigned char *)res->data[i];
+			raw.rdlen[i] = res->len[i] > 0 ? (size_t)res->len[i] : 0;
+		}
+	}
+	raw.n = n;
+	cache_put(q, &raw);
+	deliver(q, &raw);
+	free(raw.rd);
+	free(raw.rdlen);
 	ub_resolve_free(res);
+}
+
+/* Hands q to libunbound (its deadline timer already runs). */
+static void start_ub(struct moat_dns_query *q)
+{
+	struct moat_resolver *r = q->r;
+	if (ub_resolve_async(r->ub, q->name, q->type, 1, q, on_result, &q->async_id) == 0) {
+		q->started = 1;
+	} else {
+		struct timeval now = {0, 0};	/* report the failure from the loop */
+		q->refused = 1;
+		evtimer_add(q->timer, &now);
+	}
+}
+
+/* The shared cache's answer to a query's GET. */
+static void on_cached(void *arg, enum moat_store_status st, const char *value, size_t len,
+		      long long number)
+{
+	struct moat_dns_query *q = arg;
+	const unsigned char *rd[CACHE_MAX_RECORDS];
+	size_t rdlen[CACHE_MAX_RECORDS];
+	struct moat_dns_cached c;
+	int n;
+	(void)number;
+
+	q->sop = NULL;
+	if (st == MOAT_STORE_OK &&
+	    (n = moat_dns_cache_decode(value, len, &c, rd, rdlen, CACHE_MAX_RECORDS)) >= 0 &&
+	    c.expires > (long long)time(NULL)) {
+		struct raw_answer raw;
+		memset(&raw, 0, sizeof(raw));
+		raw.status = c.status;
+		raw.rcode = c.rcode;
+		raw.secure = c.secure;
+		raw.ttl = (int)(c.expires - (long long)time(NULL));
+		raw.cached = 1;
+		raw.n = (size_t)n;
+		raw.rd = rd;
+		raw.rdlen = rdlen;
+		deliver(q, &raw);
+		return;
+	}
+	/* missing, unavailable, or not an entry of ours: ask DNS */
+	start_ub(q);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -509,30 +777,35 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	struct moat_dns_answer a;
 	(void)fd;
 	(void)what;
-	if (q->started) {
-		ub_cancel(r->ub, q->async_id);
-		q->started = 0;
-		memset(&a, 0, sizeof(a));
-		a.status = MOAT_DNS_TIMEOUT;
-		a.type = q->type;
-		a.name = q->name;
-		a.ms = ms_since(&q->start);
-		r->stats.timeouts++;
-		r->stats.failures++;
-		unlink_query(q);
-		q->cb(q->arg, &a);
-		query_free(q);
-		maybe_free(r);
+	if (q->refused) {	/* libunbound refused the query at once */
+		deliver_error(q);
 		return;
 	}
-	/* not started: libunbound refused the query at once */
-	deliver(q, 1, NULL);
+	if (q->started)
+		ub_cancel(r->ub, q->async_id);
+	q->started = 0;
+	if (q->sop) {
+		moat_store_cancel(q->store, q->sop);
+		q->sop = NULL;
+	}
+	memset(&a, 0, sizeof(a));
+	a.status = MOAT_DNS_TIMEOUT;
+	a.type = q->type;
+	a.name = q->name;
+	a.ms = ms_since(&q->start);
+	r->stats.timeouts++;
+	r->stats.failures++;
+	unlink_query(q);
+	q->cb(q->arg, &a);
+	query_free(q);
+	maybe_free(r);
 }
 
 struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *name,
 					   int type, long timeout_ms, moat_dns_cb cb, void *arg)
 {
 	struct moat_dns_query *q = calloc(1, sizeof(*q));
+	char key[320];
 	if (!q || !(q->name = strdup(name)) ||
 	    !(q->timer = evtimer_new(r->base, on_timer, q))) {
 		if (q)
@@ -551,15 +824,17 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 	r->queries = q;
 	r->stats.in_flight++;
 	r->stats.queries++;
-	if (ub_resolve_async(r->ub, name, type, 1, q, on_result, &q->async_id) == 0) {
-		q->started = 1;
-		long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
-		struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-		evtimer_add(q->timer, &tv);
-	} else {
-		struct timeval now = {0, 0};	/* report the failure from the loop */
-		evtimer_add(q->timer, &now);
+	long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	evtimer_add(q->timer, &tv);
+	struct moat_store *s = cache_store(r);
+	if (s && cache_key(q, key, sizeof(key)) == 0) {
+		q->store = s;
+		q->sop = moat_store_get(s, key, on_cached, q);
+		if (q->sop)
+			return q;
 	}
+	start_ub(q);
 	return q;
 }
 

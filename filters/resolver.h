@@ -57,7 +57,9 @@ struct moat_dns_mx {
 
 /* One answer. Arrays hold n entries of the asked type (only one of them
  * is used); strings are NUL-terminated; TXT records have their strings
- * joined (RFC 7208 3.3) into one. All borrowed for the callback only. */
+ * joined (RFC 7208 3.3) into one. raw holds the nraw records as they
+ * came (RDATA, names uncompressed), for callers that read the wire
+ * format themselves. All borrowed for the callback only. */
 struct moat_dns_answer {
 	enum moat_dns_status status;
 	int type;
@@ -72,6 +74,10 @@ struct moat_dns_answer {
 	const char *const *txt;
 	const char *const *names;	/* PTR, CNAME, NS */
 	const struct moat_dns_mx *mx;
+	size_t nraw;
+	const unsigned char *const *raw;
+	const size_t *rawlen;
+	int cached;		/* came from the shared cache (the store) */
 	double ms;		/* time the lookup took */
 };
 
@@ -83,6 +89,8 @@ struct moat_resolver_conf {
 	long timeout;		/* seconds per query (the deadline) */
 	long cache_size;	/* octets of answer cache */
 	char *trust_anchor;	/* DNSSEC root key file, "" = no validation */
+	int shared_cache;	/* keep answers in the store (Redis) as well */
+	long shared_cache_max_ttl;	/* seconds an answer stays there, at most */
 };
 
 /* Registers the "resolver" config section (at start). */
@@ -106,11 +114,30 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 					   int type, long timeout_ms, moat_dns_cb cb, void *arg);
 void moat_dns_cancel(struct moat_dns_query *q);
 
-/* Queries in flight, and counters since start. */
+/* Queries in flight, and counters since start. cache_hits: answers
+ * taken from the shared cache; cache_stores: answers written to it. */
 struct moat_resolver_stats {
 	unsigned long long queries, answers, nxdomain, failures, timeouts;
+	unsigned long long cache_hits, cache_stores;
 	size_t in_flight;
 };
+
+/*
+ * The shared cache's value format (docs/redis-keys.md), exposed for the
+ * unit test: moat_dns_cache_encode() returns a malloc'ed value (owned by
+ * the caller) of *len octets; moat_dns_cache_decode() fills out and
+ * records from value (records point into value; at most max of them)
+ * and returns their number, or -1 when value is not a well-formed entry.
+ */
+struct moat_dns_cached {
+	enum moat_dns_status status;
+	int rcode, secure;
+	long long expires;	/* Unix time */
+};
+char *moat_dns_cache_encode(const struct moat_dns_cached *c, size_t nraw,
+			    const unsigned char *const *raw, const size_t *rawlen, size_t *len);
+int moat_dns_cache_decode(const char *value, size_t len, struct moat_dns_cached *out,
+			  const unsigned char **raw, size_t *rawlen, size_t max);
 void moat_resolver_stats(const struct moat_resolver *r, struct moat_resolver_stats *out);
 
 #endif
