@@ -632,10 +632,14 @@ int moat_dns_cache_decode(const char *value, size_t len, struct moat_dns_cached 
 	return (int)n;
 }
 
-/* "dns:TYPE:name" (lower case) into buf; -1 if it does not fit. */
+/* "dns:TYPE:name" (lower case, no final dot) into buf; -1 if it does
+ * not fit. */
 static int cache_key(const struct moat_dns_query *q, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "dns:%s:%s", moat_dns_type_name(q->type), q->name);
+	size_t nl = strlen(q->name);
+	if (nl > 1 && q->name[nl - 1] == '.')
+		nl--;
+	int n = snprintf(buf, len, "dns:%s:%.*s", moat_dns_type_name(q->type), (int)nl, q->name);
 	if (n < 0 || (size_t)n >= len)
 		return -1;
 	ascii_lower_str(buf + 4 + strlen(moat_dns_type_name(q->type)) + 1);

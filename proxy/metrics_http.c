@@ -68,6 +68,12 @@ static void write_daemon(struct evbuffer *out, const struct status_facts *f)
 			 offsetof(struct moat_resolver_stats, failures)},
 			{"moat_dns_timeouts_total", "DNS queries with no answer before their deadline.",
 			 offsetof(struct moat_resolver_stats, timeouts)},
+			{"moat_dns_shared_cache_hits_total",
+			 "DNS answers taken from the shared cache in the store (resolver.shared_cache).",
+			 offsetof(struct moat_resolver_stats, cache_hits)},
+			{"moat_dns_shared_cache_stores_total",
+			 "DNS answers written to the shared cache in the store.",
+			 offsetof(struct moat_resolver_stats, cache_stores)},
 		};
 		for (size_t i = 0; i < sizeof(dns) / sizeof(dns[0]); i++)
 			moat_metrics_write_one(out, dns[i].name, "counter", dns[i].help, "",

@@ -1,0 +1,173 @@
+#!/usr/bin/python3
+"""The resolver's shared cache (resolver { shared_cache = yes }) against a
+real redis-server and a DNS server that counts the queries it gets
+(dnsrig.FaultDNS), through two real moatd with the DNS list filter:
+
+  - what one instance looked up (a listing, and a "not listed" NXDOMAIN)
+    the other takes from Redis without asking DNS, and rejects / passes
+    the same; the keys, values and TTLs are those docs/redis-keys.md
+    describes;
+  - without shared_cache each instance asks DNS itself (the control);
+  - a value in Redis that is not an entry of moat's is ignored, the
+    lookup goes to DNS, and the fresh answer replaces it;
+  - with Redis stopped (SIGSTOP: it holds connections and never answers)
+    lookups go to DNS after the store's deadline and mail flows;
+  - the metrics count the hits and the stores.
+
+Clients play hosts by binding 127.0.0.x source addresses (TESTRIG trap
+15). Names are under .example (libunbound answers test. itself).
+"""
+
+import os
+import re
+import signal
+import sys
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from moattest import *  # noqa
+from dnsrig import FaultDNS, dnsbl_records, dnsbl_name  # noqa
+from redisrig import Redis  # noqa
+
+LISTED = "127.0.0.5"
+CLEAN = "127.0.0.20"
+RECORDS = dnsbl_records("bl.example", {LISTED: ("127.0.0.2", "listed for tests")})
+
+
+def crig(dns, red, shared=True, extra=()):
+    ov = ["store.backend=redis", "store.redis_server=127.0.0.1:%d" % red.port,
+          "store.timeout_ms=300", "metrics_listen=127.0.0.1:%d" % free_port()] + list(extra)
+    r = Rig(overrides=ov)
+    r.mport = int(ov[3].rsplit(":", 1)[1])
+    r.moatd.extra_conf = "\n".join([
+        'filters = {"dnsbl"}',
+        "resolver {",
+        '    nameservers = {"%s"}' % dns.address,
+        "    timeout = 3",
+        "    shared_cache = %s" % ("yes" if shared else "no"),
+        "}",
+        "dnsbl {",
+        "    zone bl.example { }",
+        "}",
+    ])
+    r.moatd.write_config()
+    return r
+
+
+def metric(r, name):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % r.mport, timeout=10) as f:
+        text = f.read().decode()
+    m = re.search(r"(?m)^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), text)
+    check(m, "metric %s in %r" % (name, text[:2000]))
+    return float(m.group(1))
+
+
+def healthy(r):
+    r.moatd.wait_log(r"dnsbl: zone bl\.example passes its test points", timeout=10)
+
+
+def listed(r, source=LISTED):
+    c = r.ehlo_client(source=source)
+    c.expect("MAIL FROM:<sender@example.org>", 250)
+    c.expect("RCPT TO:<rcpt@example.net>", 554, "5.7.1")
+    c.quit()
+
+
+def passes(r, source=CLEAN):
+    c = r.ehlo_client(source=source)
+    rep = c.send_message(make_body(), mail_from="sender@example.org")
+    expect_reply(rep, 250, None, "message from unlisted %s" % source)
+    c.quit()
+
+
+def asked(dns, ip):
+    return len(dns.queries_for(dnsbl_name(ip, "bl.example"), "A"))
+
+
+def key(ip):
+    return "moat:dns:A:" + dnsbl_name(ip, "bl.example").rstrip(".")
+
+
+def test_second_instance_takes_answers_from_redis():
+    with Redis() as red, FaultDNS(RECORDS) as dns:
+        with crig(dns, red) as a:
+            healthy(a)
+            listed(a)
+            passes(a)
+            eq(asked(dns, LISTED), 1, "DNS queries for the listed address after instance a")
+            eq(asked(dns, CLEAN), 1, "DNS queries for the clean address after instance a")
+            # the entries, as docs/redis-keys.md describes them
+            v = red.cli("GET", key(LISTED))
+            check(re.match(r"moat-dns 1 ok 0 0 \d+\n4:", v), "value of %s: %r" % (key(LISTED), v))
+            ttl = int(red.cli("TTL", key(LISTED)))
+            check(250 < ttl <= 300, "TTL of %s: %d (the record's is 300)" % (key(LISTED), ttl))
+            v = red.cli("GET", key(CLEAN))
+            check(re.match(r"moat-dns 1 nxdomain 3 0 \d+\n?$", v), "value of %s: %r" % (key(CLEAN), v))
+            ttl = int(red.cli("TTL", key(CLEAN)))
+            check(0 < ttl <= 60, "TTL of %s: %d (the SOA minimum is 60)" % (key(CLEAN), ttl))
+            check(metric(a, "moat_dns_shared_cache_stores_total") >= 2, "stores counted")
+            # b has an empty resolver cache of its own: what it knows comes from Redis
+            with crig(dns, red) as b:
+                healthy(b)
+                listed(b)
+                passes(b)
+                eq(asked(dns, LISTED), 1, "DNS queries for the listed address after instance b")
+                eq(asked(dns, CLEAN), 1, "DNS queries for the clean address after instance b")
+                check(metric(b, "moat_dns_shared_cache_hits_total") >= 2, "hits counted")
+                eq(len(b.up.wait_messages(1)), 1, "b relayed the clean message")
+
+
+def test_without_shared_cache_each_instance_asks_dns():
+    with Redis() as red, FaultDNS(RECORDS) as dns:
+        with crig(dns, red, shared=False) as a, crig(dns, red, shared=False) as b:
+            healthy(a)
+            healthy(b)
+            listed(a)
+            listed(b)
+            eq(asked(dns, LISTED), 2, "each instance asked DNS")
+            eq(red.cli("--scan", "--pattern", "moat:dns:*").split(), [], "no DNS keys in Redis")
+
+
+def test_foreign_value_ignored_and_replaced():
+    with Redis() as red, FaultDNS(RECORDS) as dns:
+        red.cli("SET", key(LISTED), "not an entry", "EX", "300")
+        with crig(dns, red) as a:
+            healthy(a)
+            listed(a)
+            eq(asked(dns, LISTED), 1, "the lookup went to DNS")
+            v = wait_for(lambda: (lambda x: x if x.startswith("moat-dns 1 ok") else None)(
+                red.cli("GET", key(LISTED))), 5, what="the entry rewritten")
+            check(v, "value now %r" % red.cli("GET", key(LISTED)))
+
+
+def test_expired_entry_ignored():
+    with Redis() as red, FaultDNS(RECORDS) as dns:
+        # an entry for "not listed" whose EXPIRES has passed (its key TTL not yet)
+        red.cli("SET", key(LISTED), "moat-dns 1 nxdomain 3 0 %d\n" % (time.time() - 10), "EX", "300")
+        with crig(dns, red) as a:
+            healthy(a)
+            listed(a)
+            eq(asked(dns, LISTED), 1, "the lookup went to DNS")
+
+
+def test_stalled_redis_lookups_go_to_dns_and_mail_flows():
+    with Redis() as red, FaultDNS(RECORDS) as dns:
+        with crig(dns, red) as a:
+            healthy(a)
+            os.kill(red.proc.pid, signal.SIGSTOP)
+            try:
+                t0 = time.time()
+                listed(a)
+                passes(a)
+                took = time.time() - t0
+                check(took < 5, "two sessions with Redis stalled took %.1fs" % took)
+                eq(asked(dns, LISTED), 1, "the listed address was asked of DNS")
+                eq(asked(dns, CLEAN), 1, "the clean address was asked of DNS")
+                eq(len(a.up.wait_messages(1)), 1, "the clean message relayed")
+            finally:
+                os.kill(red.proc.pid, signal.SIGCONT)
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests(globals()))
