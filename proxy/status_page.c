@@ -167,10 +167,12 @@ static void health(struct evbuffer *out, const struct status_facts *f)
 			    "<tr><th>what</th><th>state</th><th>details (since start)</th></tr>");
 	if (f->have_dns)
 		evbuffer_add_printf(out, "<tr id=\"dns\"><td>DNS resolver</td><td class=\"%s\">%s</td>"
-				    "<td>%llu queries, %llu failures, %llu timeouts, %zu in flight"
-				    "</td></tr>", f->dns.failures + f->dns.timeouts ? "bad" : "ok",
+				    "<td>%llu queries, %llu failures, %llu timeouts, %zu in flight, "
+				    "%llu from the shared cache</td></tr>",
+				    f->dns.failures + f->dns.timeouts ? "bad" : "ok",
 				    f->dns.failures + f->dns.timeouts ? "errors seen" : "ok",
-				    f->dns.queries, f->dns.failures, f->dns.timeouts, f->dns.in_flight);
+				    f->dns.queries, f->dns.failures, f->dns.timeouts, f->dns.in_flight,
+				    f->dns.cache_hits);
 	if (f->have_store) {
 		evbuffer_add_printf(out, "<tr id=\"store\"><td>store ");
 		esc(out, f->store);
