@@ -28,7 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#include "nelem.h"
+
 #define MAX_TEXT 250		/* reply text, fits a moat_decision */
 #define MAX_FILE_ERRORS 100	/* bad lines reported one by one per file */
 

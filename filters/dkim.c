@@ -22,10 +22,10 @@
 #include "ascii.h"
 #include "dkim_keyfile.h"
 #include "log.h"
+#include "nelem.h"
 #include "privilege.h"
 #include "resolver.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_HEADER_BLOCK (1024 * 1024)	/* as the front ends refuse larger */
 
 struct dkim_msg;
@@ -397,8 +397,7 @@ static int dkim_seal(const void *conf, const struct moat_msgctx *ctx, void **sta
 
 	if (!m || !m->started || !m->sign)
 		return 0;
-	if (dkim_from_address(head, hlen, sender, sizeof(sender)) < 0)
-		snprintf(sender, sizeof(sender), "%s", ctx->mail_from ? ctx->mail_from : "");
+	dkim_signtable_sender(head, hlen, ctx->mail_from, sender, sizeof(sender));
 	const struct dkim_signtable_entry *e = dkim_signtable_find(&c->table, sender);
 	if (!e) {	/* to be signed, but not ours to sign: say why once */
 		moat_log(LOG_INFO, "session=%s: dkim: not signed: no signing_table entry matches "
@@ -567,12 +566,12 @@ static const struct moat_opt dkim_opts[] = {
 	 "Client networks whose mail is signed (internal hosts), e.g. {\"10.0.0.0/8\", "
 	 "\"2001:db8::/32\"}."},
 	{"signing_table", MOAT_OPT_STR_LIST, D(signing_table), 0, "{}", 0, 0, 0, NULL,
-	 "Which keys sign mail to be signed, by its From: address (the envelope sender when "
-	 "From: has none): entries \"PATTERN KEY [KEY...]\" with PATTERN an address "
-	 "(alice@example.org), a domain (example.org), its subdomains (*.example.org) or * "
-	 "(checked in that order), and KEY the names of key subsections; several keys give "
-	 "several signatures (e.g. RSA and Ed25519). A sender no entry matches is not "
-	 "signed."},
+	 "Which keys sign mail to be signed, by its From: address (the envelope sender unless "
+	 "the message has one From: with one address in a valid domain): entries \"PATTERN "
+	 "KEY [KEY...]\" with PATTERN an address (alice@example.org), a domain (example.org), "
+	 "its subdomains (*.example.org) or * (checked in that order), and KEY the names of "
+	 "key subsections; several keys give several signatures (e.g. RSA and Ed25519). A "
+	 "sender no entry matches is not signed."},
 	{"sign_headers", MOAT_OPT_STR_LIST, D(sign_headers), 0, "{}", 0, 0, 0, NULL,
 	 "Header fields signed (each occurrence present). Empty: From, Reply-To, Subject, "
 	 "Date, To, Cc, Resent-*, In-Reply-To, References, List-*, Message-ID, MIME-Version, "

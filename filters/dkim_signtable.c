@@ -1,6 +1,7 @@
 /*
  * dkim_signtable.c - the signing table: parsing its entries, finding the
- * entry for a sender, and the sender's address from the From: header.
+ * entry for a sender, and which sender a message is looked up by (its
+ * From: address as from_header.c reads it, else the envelope sender).
  *
  * Owns the table's entries (see dkim_signtable.h).
  */
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "ascii.h"
+#include "from_header.h"
 
 static int pattern_ok(const char *p)
 {
@@ -145,93 +147,16 @@ const struct dkim_signtable_entry *dkim_signtable_find(const struct dkim_signtab
 	return find(t, "*");
 }
 
-/* ---- the From: address ---- */
+/* ---- the sender ---- */
 
-/* Copies the field's value unfolded, comments and quoted strings kept. */
-static int from_value(const char *head, size_t hlen, char *out, size_t outlen)
+void dkim_signtable_sender(const char *head, size_t hlen, const char *mail_from, char *out,
+			   size_t outlen)
 {
-	int found = 0;
-	size_t i = 0;
-	while (i < hlen) {
-		size_t eol = i;
-		while (eol < hlen && head[eol] != '\n')
-			eol++;
-		if (eol - i >= 5 && word_eq(head + i, 5, "FROM:")) {
-			if (found++)
-				return -1;	/* several From: fields */
-			size_t o = 0, j = i + 5;
-			for (;;) {
-				for (; j < eol; j++)
-					if (head[j] != '\r' && o + 1 < outlen)
-						out[o++] = head[j];
-				if (eol + 1 < hlen && (head[eol + 1] == ' ' || head[eol + 1] == '\t')) {
-					j = eol + 1;
-					eol = j;
-					while (eol < hlen && head[eol] != '\n')
-						eol++;
-					continue;
-				}
-				break;
-			}
-			out[o] = '\0';
-		}
-		i = eol + 1;
-	}
-	return found == 1 ? 0 : -1;
-}
-
-int dkim_from_address(const char *head, size_t hlen, char *out, size_t outlen)
-{
-	char v[2048], a[600];
-	if (from_value(head, hlen, v, sizeof(v)) < 0)
-		return -1;
-	/* drop comments and quoted strings (display names may hold '@') */
-	size_t o = 0;
-	int depth = 0, quoted = 0;
-	for (const char *c = v; *c && o + 1 < sizeof(a); c++) {
-		if (quoted) {
-			if (*c == '\\' && c[1])
-				c++;
-			else if (*c == '"')
-				quoted = 0;
-			continue;
-		}
-		if (depth) {
-			if (*c == '\\' && c[1])
-				c++;
-			else if (*c == '(')
-				depth++;
-			else if (*c == ')')
-				depth--;
-			continue;
-		}
-		if (*c == '"')
-			quoted = 1;
-		else if (*c == '(')
-			depth = 1;
-		else
-			a[o++] = *c;
-	}
-	a[o] = '\0';
-	if (strchr(a, ','))
-		return -1;	/* several addresses */
-	char *start = a, *lt = strchr(a, '<');
-	if (lt) {
-		char *gt = strchr(lt, '>');
-		if (!gt)
-			return -1;
-		*gt = '\0';
-		start = lt + 1;
-	}
-	while (*start == ' ' || *start == '\t')
-		start++;
-	size_t n = strlen(start);
-	while (n && (start[n - 1] == ' ' || start[n - 1] == '\t'))
-		start[--n] = '\0';
-	char *at = strrchr(start, '@');
-	if (!at || at == start || !at[1] || strpbrk(start, " \t<>") || n >= outlen)
-		return -1;
-	memcpy(out, start, n + 1);
-	ascii_lower_str(out);
-	return 0;
+	struct moat_from f;
+	if (moat_from_block(head, hlen, &f) != MOAT_FROM_OK)
+		snprintf(out, outlen, "%s", mail_from ? mail_from : "");
+	else if (f.local[0])
+		snprintf(out, outlen, "%s@%s", f.local, f.domain);
+	else
+		snprintf(out, outlen, "%s", f.domain);
 }

@@ -1,8 +1,8 @@
 /*
  * dkim_signtable.h - which keys sign a message: the signing table of the
  * `dkim` section, mapping a sender (address, domain, subdomains, or the
- * catch-all "*") to key names, and the sender's address taken from the
- * From: header of the header block as it leaves.
+ * catch-all "*") to key names, and the sender a message is looked up
+ * by: its From: address, else the envelope sender.
  *
  * A table owns its entries (copies of patterns and key indexes);
  * dkim_signtable_free() releases them.
@@ -39,10 +39,14 @@ void dkim_signtable_free(struct dkim_signtable *t);
 const struct dkim_signtable_entry *dkim_signtable_find(const struct dkim_signtable *t,
 						       const char *sender);
 
-/* The address of the one From: field of a header block ("Name: value"
- * fields, CRLF, folded), lower-cased into out ("local@domain"). Returns
- * 0; -1 when there is no From:, more than one, or no address with a
- * domain in it (the caller falls back to the envelope sender). */
-int dkim_from_address(const char *head, size_t hlen, char *out, size_t outlen);
+/* The sender a message to be signed is looked up by, into out (>= 320
+ * octets to hold any From: address): the address of the one From: field
+ * of the header block as it leaves (from_header.h: "local@domain" in
+ * lower case with an A-label domain, or only the domain when the local
+ * part is not a plain one); when the message has no such address (no
+ * From:, several, several addresses, no valid domain), the envelope
+ * sender mail_from (NULL or "" for the null sender). */
+void dkim_signtable_sender(const char *head, size_t hlen, const char *mail_from, char *out,
+			   size_t outlen);
 
 #endif

@@ -21,13 +21,12 @@
 #include <time.h>
 
 #include "dmarc_align.h"
-#include "dmarc_from.h"
 #include "dmarc_lookup.h"
 #include "dmarc_report.h"
+#include "from_header.h"
 #include "log.h"
+#include "nelem.h"
 #include "spf_input.h"
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- the decision -------------------------------------------------------- */
 
@@ -99,7 +98,7 @@ struct dmarc_msg {
 	struct moat_filter_call *call;
 	struct dmarc_lookup *lookup;
 	void **slot;			/* the session's slot pointing here */
-	char from[DMARC_DOMAIN_MAX + 1], org[DMARC_DOMAIN_MAX + 1];
+	char from[MOAT_FROM_DOMAIN_MAX + 1], org[MOAT_FROM_DOMAIN_MAX + 1];
 	char ip[48];
 	struct dmarc_auth auth;
 	int report;			/* keep report data in the store */
@@ -238,7 +237,8 @@ static enum moat_filter_status dmarc_eom(struct moat_filter_call *call)
 	const struct dmarc_conf *c = moat_call_conf(call);
 	const struct moat_msgctx *ctx = moat_call_ctx(call);
 	struct dmarc_msg *m;
-	enum dmarc_from_status st;
+	struct moat_from from;
+	enum moat_from_status st;
 
 	if (ctx->auth_user || ctx->role == MOAT_ROLE_SUBMISSION || !ctx->message)
 		return MOAT_FILTER_CONTINUE;
@@ -247,9 +247,9 @@ static enum moat_filter_status dmarc_eom(struct moat_filter_call *call)
 		moat_call_error(call, "out of memory");
 		return MOAT_FILTER_ERROR;
 	}
-	st = dmarc_from_domain(ctx->message, m->from, sizeof(m->from));
-	if (st != DMARC_FROM_OK) {
-		const char *why = dmarc_from_problem(st);
+	st = moat_from_message(ctx->message, &from);
+	if (st != MOAT_FROM_OK) {
+		const char *why = moat_from_problem(st);
 		moat_call_symbol(call, "DMARC_BAD_FROM", c->score_bad_from, "%s", why);
 		moat_call_auth_result(call, "dmarc", "permerror", "", why);
 		if (c->bad_from_reject)
@@ -258,6 +258,7 @@ static enum moat_filter_status dmarc_eom(struct moat_filter_call *call)
 		free(m);
 		return MOAT_FILTER_CONTINUE;
 	}
+	memcpy(m->from, from.domain, sizeof(m->from));
 	if (dmarc_org_domain(m->from, m->org, sizeof(m->org)) < 0) {
 		free(m);
 		moat_call_error(call, "no public suffix list could be loaded");

@@ -2,7 +2,7 @@
  * dmarc.h - the DMARC filter (RFC 7489): ties the SPF and DKIM results
  * earlier filters recorded to the From: domain the reader sees.
  *
- * At the end of the message it finds the From domain (dmarc_from.h),
+ * At the end of the message it finds the From domain (from_header.h),
  * discovers the domain's policy (dmarc_lookup.h), checks alignment
  * (dmarc_eval.h) and applies the policy as configured: reject (550
  * 5.7.1), quarantine (add_header, or a score), or only a score; per-domain

@@ -42,8 +42,8 @@
 #include <time.h>
 
 #include "log.h"
+#include "nelem.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define FAIL_LOG_EVERY 60	/* seconds between failure lines per zone */
 #define REFUSED_LOG_EVERY 3600	/* seconds between refused-code lines per zone */
 #define HEALTH_MAX (2 * DNSBL_MAX_ZONES)

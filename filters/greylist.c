@@ -18,16 +18,16 @@
  */
 #include "greylist.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ascii.h"
+#include "nelem.h"
 #include "reputation.h"
 #include "store.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define KEY_MAX 700
 #define PASS_VALUE "pass"
 
@@ -78,7 +78,7 @@ static int append(char *out, size_t len, size_t *used, const char *s)
 		unsigned char ch = (unsigned char)s[i];
 		if (ch <= ' ' || ch == 0x7f)
 			return -1;
-		out[(*used)++] = (char)tolower(ch);
+		out[(*used)++] = (char)ascii_lower(ch);
 	}
 	out[*used] = '\0';
 	return 0;

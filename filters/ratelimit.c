@@ -19,17 +19,17 @@
 #include "ratelimit.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ascii.h"
+#include "nelem.h"
 #include "reputation.h"
 #include "store.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_LIMITS 32
 #define NAME_MAX_OCTETS 320
 #define KEY_MAX 420
@@ -48,7 +48,7 @@ static int parse_window(const char *s, long *out)
 {
 	char *end;
 	long n = 1;
-	if (isdigit((unsigned char)*s)) {
+	if (*s >= '0' && *s <= '9') {
 		n = strtol(s, &end, 10);
 		s = end;
 	}
@@ -103,7 +103,7 @@ int moat_ratelimit_parse(const char *spec, struct moat_ratelimit *out, char *err
 	char *slash = strchr(words[1], '/'), *end = words[1];
 	if (slash)
 		*slash = '\0';
-	if (slash && isdigit((unsigned char)words[1][0]))
+	if (slash && words[1][0] >= '0' && words[1][0] <= '9')
 		out->limit = strtoll(words[1], &end, 10);
 	if (!slash || *end || out->limit < 1 || out->limit > 1000000000 ||
 	    parse_window(slash + 1, &out->window) < 0) {
@@ -230,7 +230,7 @@ static int canon_text(const char *s, char *out, size_t len)
 		unsigned char ch = (unsigned char)s[i];
 		if (ch <= ' ' || ch == 0x7f)
 			return -1;
-		out[i] = (char)tolower(ch);
+		out[i] = (char)ascii_lower(ch);
 	}
 	out[n] = '\0';
 	return 0;
@@ -279,7 +279,7 @@ static void decide(struct rl_check *chk)
 			char sym[32];
 			snprintf(sym, sizeof(sym), "RATELIMIT_%s", kind);
 			for (char *p = sym; *p; p++)
-				*p = (char)toupper((unsigned char)*p);
+				*p = (char)ascii_upper((unsigned char)*p);
 			moat_call_symbol(chk->call, sym, l->score, "%s %s: over %lld in %lds", kind,
 					 sl->name, l->limit, l->window);
 		} else if (!hit) {

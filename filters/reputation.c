@@ -27,7 +27,6 @@
 #include "reputation.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -35,9 +34,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "ascii.h"
+#include "nelem.h"
 #include "store.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_NAMES 8		/* address, network, up to 6 domains */
 #define KEY_MAX 400
 
@@ -156,10 +156,11 @@ static int canon_domain(const char *d, size_t dlen, char *out, size_t len)
 	if (dlen == 0 || dlen > 253 || dlen >= len)
 		return -1;
 	for (size_t i = 0; i < dlen; i++) {
-		unsigned char ch = (unsigned char)d[i];
-		if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_')
+		unsigned char ch = ascii_lower((unsigned char)d[i]);
+		if (!(ch >= 'a' && ch <= 'z') && !(ch >= '0' && ch <= '9') && ch != '.' &&
+		    ch != '-' && ch != '_')
 			return -1;
-		out[i] = (char)tolower(ch);
+		out[i] = (char)ch;
 	}
 	out[dlen] = '\0';
 	return out[0] == '.' ? -1 : 0;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "ascii.h"
+#include "nelem.h"
 
 static const struct {
 	const char *name;
@@ -34,8 +35,6 @@ static const struct {
 	{"XOAUTH2", SASL_MECH_XOAUTH2},
 	{"OAUTHBEARER", SASL_MECH_OAUTHBEARER},
 };
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 unsigned sasl_mech_lookup(const char *name, size_t len)
 {

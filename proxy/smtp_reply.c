@@ -30,6 +30,7 @@
  */
 #include "smtp_reply.h"
 #include "ascii.h"
+#include "nelem.h"
 #include "sasl.h"
 #include "utf8.h"
 
@@ -238,8 +239,6 @@ static const struct xclient_def {
 	{ "DESTADDR", SMTP_XCLIENT_DESTADDR },
 	{ "DESTPORT", SMTP_XCLIENT_DESTPORT },
 };
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static unsigned long parse_size(const char *s, size_t n)
 {

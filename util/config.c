@@ -26,6 +26,7 @@
 
 #include "config_source.h"
 #include "log.h"
+#include "nelem.h"
 
 static const char *const role_choices[] = {"inbound", "submission", NULL};
 static const char *const tls_choices[] = {"none", "may", "encrypt", NULL};
@@ -168,7 +169,6 @@ static const struct moat_opt listener_opts[] = {
 	 "Send a PROXY protocol header (\"v1\" or \"v2\") with the client's address and port at the start of every upstream connection, for upstreams without XCLIENT (Postfix: smtpd_upstream_proxy_protocol = haproxy); \"none\": never."},
 };
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_SECTIONS 32
 
 /* The milter front end's section. Declared here rather than by the

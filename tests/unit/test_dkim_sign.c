@@ -4,10 +4,12 @@
  * over canonical text this file builds by hand, h= with repeated and
  * oversigned names, folding, key formats (PKCS#1, PKCS#8, dkimpy's raw
  * Ed25519 seed) and the permission check; and signatures round-tripped
- * through moat's own verifier (filters/dkim_verify.c).
+ * through moat's own verifier (filters/dkim_verify.c); the signing table
+ * and the sender a message is looked up by (filters/dkim_signtable.c).
  */
 #include "dkim_keyfile.h"
 #include "dkim_sign.h"
+#include "dkim_signtable.h"
 #include "dkim_verify.h"
 #include "unit.h"
 
@@ -670,6 +672,65 @@ TEST(public_key)
 	CHECK(dkim_sign_alg_parse("rsa-sha1", &a) < 0);
 }
 
+/* ---------------------------------------------------------- signing table */
+
+static const char *sender_of(const char *head, const char *mail_from)
+{
+	static char out[512];
+	dkim_signtable_sender(head, strlen(head), mail_from, out, sizeof(out));
+	return out;
+}
+
+/* The From: address when there is one, else the envelope sender. */
+TEST(signing_sender)
+{
+	const char *env = "bounce@example.com";
+	CHECK(strcmp(sender_of("From: Alice <Alice@Example.ORG>\r\n\r\n", env),
+		     "alice@example.org") == 0);
+	CHECK(strcmp(sender_of("Subject: x\r\n\r\n", env), env) == 0);
+	CHECK(strcmp(sender_of("Subject: x\r\n\r\n", NULL), "") == 0);
+	CHECK(strcmp(sender_of("From: a@example.org\r\nFrom: b@example.org\r\n", env), env) == 0);
+	CHECK(strcmp(sender_of("From: a@example.org, b@example.net\r\n", env), env) == 0);
+	CHECK(strcmp(sender_of("From: alice\r\n", env), env) == 0);
+	/* a domain that is no DNS name: the envelope sender */
+	CHECK(strcmp(sender_of("From: root@myhost\r\n", env), env) == 0);
+	CHECK(strcmp(sender_of("From: a@[192.0.2.1]\r\n", env), env) == 0);
+	/* read as DMARC reads it: groups, routes, IDNs, "From :" */
+	CHECK(strcmp(sender_of("From: team: frank@example.org;\r\n", env),
+		     "frank@example.org") == 0);
+	CHECK(strcmp(sender_of("From: <@relay.example,@r2.example:eve@example.org>\r\n", env),
+		     "eve@example.org") == 0);
+	CHECK(strcmp(sender_of("From: joerg@b\xc3\xbc" "cher.example\r\n", env),
+		     "joerg@xn--bcher-kva.example") == 0);
+	CHECK(strcmp(sender_of("From : a@example.org\r\n", env), "a@example.org") == 0);
+	/* a local part that is not a plain one: the domain alone */
+	CHECK(strcmp(sender_of("From: \"john doe\"@example.org\r\n", env), "example.org") == 0);
+}
+
+TEST(signing_table_lookup)
+{
+	static const char *const keys[] = {"k1", "k2", "k3"};
+	static const char *const entries[] = {"Alice@example.org k1", "example.org k2",
+					      "*.example.org k3", "xn--bcher-kva.example k1,k2"};
+	struct dkim_signtable t;
+	char err[300];
+	const struct dkim_signtable_entry *e;
+
+	CHECK(dkim_signtable_parse(&t, entries, 4, keys, 3, err, sizeof(err)) == 0);
+	e = dkim_signtable_find(&t, sender_of("From: <ALICE@example.org>\r\n", NULL));
+	CHECK(e && e->nkeys == 1 && e->keys[0] == 0);
+	e = dkim_signtable_find(&t, sender_of("From: \"Alice\"@example.org\r\n", NULL));
+	CHECK(e && e->nkeys == 1 && e->keys[0] == 1);
+	e = dkim_signtable_find(&t, sender_of("From: bob@mail.example.org\r\n", NULL));
+	CHECK(e && e->keys[0] == 2);
+	e = dkim_signtable_find(&t, sender_of("From: joerg@b\xc3\xbc" "cher.example\r\n", NULL));
+	CHECK(e && e->nkeys == 2);
+	e = dkim_signtable_find(&t, sender_of("From: root@myhost\r\n", "root@example.org"));
+	CHECK(e && e->keys[0] == 1);
+	CHECK(dkim_signtable_find(&t, sender_of("From: a@example.net\r\n", NULL)) == NULL);
+	dkim_signtable_free(&t);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -692,6 +753,8 @@ int main(void)
 	RUN(keyfile_formats);
 	RUN(keyfile_refusals);
 	RUN(public_key);
+	RUN(signing_sender);
+	RUN(signing_table_lookup);
 	EVP_PKEY_free(rsa1024);
 	EVP_PKEY_free(rsa2048);
 	EVP_PKEY_free(ed);

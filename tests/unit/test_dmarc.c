@@ -1,12 +1,11 @@
 /*
  * test_dmarc.c - unit tests of the DMARC filter's pure parts: record
- * parsing (filters/dmarc_record.c), the From domain
- * (filters/dmarc_from.c), organizational domains with the system's
- * public suffix list and alignment (filters/dmarc_align.c), the result
- * (filters/dmarc_eval.c), policy discovery's answer handling
+ * parsing (filters/dmarc_record.c), organizational domains with the
+ * system's public suffix list and alignment (filters/dmarc_align.c), the
+ * result (filters/dmarc_eval.c), policy discovery's answer handling
  * (filters/dmarc_lookup.c), the decision (filters/dmarc.c) and report
- * rows and XML (filters/dmarc_report.c). Through the proxy:
- * tests/integration/test_dmarc.py.
+ * rows and XML (filters/dmarc_report.c). The From domain:
+ * test_from_header.c. Through the proxy: tests/integration/test_dmarc.py.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +14,6 @@
 #include "dmarc.h"
 #include "dmarc_align.h"
 #include "dmarc_eval.h"
-#include "dmarc_from.h"
 #include "dmarc_lookup.h"
 #include "dmarc_record.h"
 #include "dmarc_report.h"
@@ -104,71 +102,6 @@ TEST(lookup_answers)
 	CHECK(f.status == DMARC_FOUND_NONE && !several);
 	dmarc_lookup_answer(bad, 1, &f, &several);
 	CHECK(f.status == DMARC_FOUND_PERMERROR && strstr(f.why, "_dmarc.example.org"));
-}
-
-/* ---- the From domain ---- */
-
-static enum dmarc_from_status from(const char *v, char *d)
-{
-	return dmarc_from_value(v, strlen(v), d, DMARC_DOMAIN_MAX + 1);
-}
-
-TEST(from_values)
-{
-	char d[DMARC_DOMAIN_MAX + 1];
-	CHECK(from(" Alice <alice@Example.ORG>", d) == DMARC_FROM_OK &&
-	      strcmp(d, "example.org") == 0);
-	CHECK(from(" alice@example.org", d) == DMARC_FROM_OK && strcmp(d, "example.org") == 0);
-	CHECK(from(" \"Bob, <bob@evil.example>\" <bob@example.net>", d) == DMARC_FROM_OK &&
-	      strcmp(d, "example.net") == 0);
-	CHECK(from(" (comment, a@evil.example) carol@example.com", d) == DMARC_FROM_OK &&
-	      strcmp(d, "example.com") == 0);
-	CHECK(from(" Dave\r\n <dave@mail.example.org.>", d) == DMARC_FROM_OK &&
-	      strcmp(d, "mail.example.org") == 0);
-	CHECK(from(" <@relay.example,@r2.example:eve@example.org>", d) == DMARC_FROM_OK &&
-	      strcmp(d, "example.org") == 0);
-	CHECK(from(" team: frank@example.org;", d) == DMARC_FROM_OK &&
-	      strcmp(d, "example.org") == 0);
-	CHECK(from(" =?utf-8?q?J=C3=B6rg?= <joerg@b\xc3\xbc" "cher.example>", d) == DMARC_FROM_OK &&
-	      strcmp(d, "xn--bcher-kva.example") == 0);
-	CHECK(from(" a@example.org, b@example.net", d) == DMARC_FROM_SEVERAL_ADDRESSES);
-	CHECK(from(" a@example.org, a@example.org", d) == DMARC_FROM_SEVERAL_ADDRESSES);
-	CHECK(from(" team: a@example.org, b@example.org;", d) == DMARC_FROM_SEVERAL_ADDRESSES);
-	CHECK(from(" undisclosed-recipients:;", d) == DMARC_FROM_NO_ADDRESS);
-	CHECK(from(" ", d) == DMARC_FROM_NO_ADDRESS);
-	CHECK(from(" Alice <alice>", d) == DMARC_FROM_NO_DOMAIN);
-	CHECK(from(" alice@", d) == DMARC_FROM_NO_DOMAIN);
-	CHECK(from(" alice@[192.0.2.1]", d) == DMARC_FROM_BAD_DOMAIN);
-	CHECK(from(" alice@localhost", d) == DMARC_FROM_BAD_DOMAIN);
-	CHECK(from(" alice@exa mple.org", d) == DMARC_FROM_BAD_DOMAIN);
-	CHECK(d[0] == '\0');
-}
-
-static enum dmarc_from_status from_msg(const char *text, char *d)
-{
-	struct msg_spool *sp = msg_spool_new("/tmp", 1 << 20);
-	struct moat_message m;
-	enum dmarc_from_status st = DMARC_FROM_BAD_DOMAIN;
-	if (!sp)
-		return st;
-	if (msg_spool_write(sp, text, strlen(text)) == 0 &&
-	    moat_message_parse(&m, sp, 1 << 20) == 0) {
-		st = dmarc_from_domain(&m, d, DMARC_DOMAIN_MAX + 1);
-		moat_message_free(&m);
-	}
-	msg_spool_free(sp);
-	return st;
-}
-
-TEST(from_fields)
-{
-	char d[DMARC_DOMAIN_MAX + 1];
-	CHECK(from_msg("From: <a@example.org>\r\nTo: b@example.net\r\n\r\nbody\r\n", d) ==
-	      DMARC_FROM_OK && strcmp(d, "example.org") == 0);
-	CHECK(from_msg("To: b@example.net\r\n\r\nbody\r\n", d) == DMARC_FROM_MISSING);
-	CHECK(from_msg("From: <a@example.org>\r\nfrom: <c@example.com>\r\n\r\nbody\r\n", d) ==
-	      DMARC_FROM_SEVERAL_FIELDS);
-	CHECK(strstr(dmarc_from_problem(DMARC_FROM_SEVERAL_FIELDS), "more than one From"));
 }
 
 /* ---- organizational domains and alignment ---- */
@@ -377,8 +310,6 @@ int main(void)
 	RUN(record_is_dmarc);
 	RUN(record_errors);
 	RUN(lookup_answers);
-	RUN(from_values);
-	RUN(from_fields);
 	RUN(org_domain_psl);
 	RUN(alignment);
 	RUN(evaluate);
