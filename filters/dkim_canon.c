@@ -181,8 +181,9 @@ static void emit(struct dkim_body_hash *bh, const char *p, size_t n)
 	}
 }
 
-/* One content octet (not part of a line end): first what was held back. */
-static void content(struct dkim_body_hash *bh, char ch)
+/* Content octets (no line end, no whitespace to fold in relaxed): first
+ * what was held back. */
+static void content(struct dkim_body_hash *bh, const char *p, size_t n)
 {
 	for (; bh->crlfs > 0; bh->crlfs--)
 		emit(bh, "\r\n", 2);
@@ -190,7 +191,7 @@ static void content(struct dkim_body_hash *bh, char ch)
 		emit(bh, " ", 1);
 		bh->space = 0;
 	}
-	emit(bh, &ch, 1);
+	emit(bh, p, n);
 	bh->any = 1;
 }
 
@@ -204,22 +205,32 @@ void dkim_body_hash_update(struct dkim_body_hash *bh, const char *buf, size_t le
 {
 	if (!bh || bh->finished)
 		return;
-	for (size_t i = 0; i < len; i++) {
+	int relaxed = bh->canon == DKIM_CANON_RELAXED;
+	size_t i = 0;
+	while (i < len) {
 		char ch = buf[i];
 		if (bh->cr) {
 			bh->cr = 0;
 			if (ch == '\n') {
 				line_end(bh);
+				i++;
 				continue;
 			}
-			content(bh, '\r');	/* a bare CR is content */
+			content(bh, "\r", 1);	/* a bare CR is content */
 		}
 		if (ch == '\r') {
 			bh->cr = 1;
-		} else if (bh->canon == DKIM_CANON_RELAXED && is_wsp(ch)) {
+			i++;
+		} else if (relaxed && is_wsp(ch)) {
 			bh->space = 1;
+			i++;
 		} else {
-			content(bh, ch);
+			/* a run of ordinary octets goes out in one piece */
+			size_t j = i + 1;
+			while (j < len && buf[j] != '\r' && !(relaxed && is_wsp(buf[j])))
+				j++;
+			content(bh, buf + i, j - i);
+			i = j;
 		}
 	}
 }
@@ -233,7 +244,7 @@ int dkim_body_hash_final(struct dkim_body_hash *bh, unsigned char *out,
 		return -1;
 	if (bh->cr) {
 		bh->cr = 0;
-		content(bh, '\r');
+		content(bh, "\r", 1);
 	}
 	/* The last non-empty line keeps (or gains) its CRLF; trailing empty
 	 * lines are dropped. An empty body is "\r\n" in simple, "" in relaxed. */

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "dkim_canon.h"
+#include "dkim_keycache.h"
 #include "dkim_keyrec.h"
 #include "dkim_sig.h"
 #include "dkim_tags.h"
@@ -563,7 +564,7 @@ void dkim_verifier_key(struct dkim_verifier *v, size_t i, enum dkim_key_status s
 		struct dkim_keyrec kr;
 		if (!txt[k])
 			continue;
-		if (dkim_keyrec_parse(txt[k], strlen(txt[k]), &kr, &why) == 0) {
+		if (dkim_keycache_parse(txt[k], strlen(txt[k]), &kr, &why) == 0) {
 			s->key = kr;
 			break;
 		}

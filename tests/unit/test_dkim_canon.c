@@ -258,6 +258,42 @@ TEST(body_large)
 	free(want);
 }
 
+TEST(body_relaxed_long_runs)
+{
+	/* runs of ordinary octets longer than the internal buffer, whitespace
+	 * runs folded, trailing whitespace and empty lines dropped */
+	size_t n = 30000;
+	char *in = malloc(n + 16), *want = malloc(n + 16);
+	size_t i = 0, w = 0;
+	while (i < n) {
+		size_t run = 5000 + i % 3;	/* 5000.. octets without whitespace */
+		for (size_t k = 0; k < run && i < n; k++, i++)
+			in[i] = want[w++] = (char)('a' + k % 26);
+		in[i++] = ' ';
+		in[i++] = '\t';
+		in[i++] = ' ';
+		want[w++] = ' ';
+	}
+	memcpy(in + i, "\t \r\n\r\n", 6);
+	i += 6;
+	w--;			/* the folded whitespace at the end of the line goes */
+	memcpy(want + w, "\r\n", 2);
+	w += 2;
+	unsigned char exp[32], got[32];
+	unsigned long long clen;
+	sha256(want, w, exp);
+	for (size_t step = 1; step < 40000; step = step * 7 + 3) {
+		struct dkim_body_hash *bh = dkim_body_hash_new(DKIM_CANON_RELAXED, DKIM_HASH_SHA256, -1);
+		for (size_t o = 0; o < i; o += step)
+			dkim_body_hash_update(bh, in + o, o + step > i ? i - o : step);
+		CHECK(dkim_body_hash_final(bh, got, &clen) == 32);
+		dkim_body_hash_free(bh);
+		CHECK(memcmp(got, exp, 32) == 0 && clen == w);
+	}
+	free(in);
+	free(want);
+}
+
 TEST(body_null_safe)
 {
 	dkim_body_hash_update(NULL, "x", 1);
@@ -279,6 +315,7 @@ int main(void)
 	RUN(body_bare_cr_lf);
 	RUN(body_limit_length);
 	RUN(body_large);
+	RUN(body_relaxed_long_runs);
 	RUN(body_null_safe);
 	return unit_done();
 }

@@ -1,0 +1,114 @@
+/*
+ * dkim_keycache.c - parsed DKIM key records by their text (what and why:
+ * dkim_keycache.h).
+ *
+ * An open table of DKIM_KEYCACHE_SLOTS entries, each the record's text
+ * (a malloc'ed copy), its FNV-1a hash and the parsed record holding one
+ * EVP_PKEY reference. A lookup compares hashes, then texts; a hit hands
+ * out a new reference (EVP_PKEY_up_ref, thread-safe). A miss parses
+ * outside the lock and then takes the least recently used slot. One
+ * mutex over the table: a lookup is a scan of 256 hashes, far below the
+ * cost of a parse.
+ *
+ * Owns the entries; freed at exit by the process (the table is static).
+ */
+#include "dkim_keycache.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct entry {
+	char *text;
+	size_t len;
+	uint64_t hash;
+	unsigned long long used;	/* tick of the last use; 0 = empty */
+	struct dkim_keyrec rec;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct entry e[DKIM_KEYCACHE_SLOTS];
+	unsigned long long tick, hits, misses;
+} C = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static uint64_t fnv1a(const char *s, size_t n)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* A copy of rec with a reference of its own. */
+static void hand_out(const struct dkim_keyrec *rec, struct dkim_keyrec *out)
+{
+	*out = *rec;
+	EVP_PKEY_up_ref(out->pkey);
+}
+
+int dkim_keycache_parse(const char *txt, size_t len, struct dkim_keyrec *out, const char **why)
+{
+	if (len > DKIM_KEYCACHE_TEXT_MAX)
+		return dkim_keyrec_parse(txt, len, out, why);
+	uint64_t h = fnv1a(txt, len);
+
+	pthread_mutex_lock(&C.lock);
+	for (size_t i = 0; i < DKIM_KEYCACHE_SLOTS; i++) {
+		struct entry *e = &C.e[i];
+		if (e->used && e->hash == h && e->len == len && memcmp(e->text, txt, len) == 0) {
+			e->used = ++C.tick;
+			C.hits++;
+			hand_out(&e->rec, out);
+			pthread_mutex_unlock(&C.lock);
+			return 0;
+		}
+	}
+	C.misses++;
+	pthread_mutex_unlock(&C.lock);
+
+	int rc = dkim_keyrec_parse(txt, len, out, why);
+	if (rc != 0)
+		return rc;
+	char *copy = malloc(len ? len : 1);
+	if (!copy)
+		return 0;	/* parsed; just not kept */
+	memcpy(copy, txt, len);
+
+	pthread_mutex_lock(&C.lock);
+	struct entry *victim = &C.e[0];
+	for (size_t i = 0; i < DKIM_KEYCACHE_SLOTS; i++) {
+		struct entry *e = &C.e[i];
+		if (e->used && e->hash == h && e->len == len && memcmp(e->text, txt, len) == 0) {
+			victim = NULL;	/* another thread kept it meanwhile */
+			break;
+		}
+		if (e->used < victim->used)
+			victim = e;
+	}
+	if (victim) {
+		free(victim->text);
+		dkim_keyrec_clear(&victim->rec);
+		victim->text = copy;
+		victim->len = len;
+		victim->hash = h;
+		victim->used = ++C.tick;
+		hand_out(out, &victim->rec);
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&C.lock);
+	free(copy);
+	return 0;
+}
+
+void dkim_keycache_stats(unsigned long long *hits, unsigned long long *misses)
+{
+	pthread_mutex_lock(&C.lock);
+	*hits = C.hits;
+	*misses = C.misses;
+	pthread_mutex_unlock(&C.lock);
+}
