@@ -18,6 +18,15 @@
  * is parsed by the same code as a fresh one. The query's deadline
  * covers both steps.
  *
+ * In front of both sits a small table of hot answers (HOT_SLOTS, by
+ * name and type, each kept for its TTL, a newer answer replacing an
+ * older one in its slot): libunbound answers even its own cache hits
+ * through its thread, a wake-up of that thread and of the loop per
+ * lookup, which for the handful of names every message of a busy
+ * sender looks up (its DNS lists, SPF record, DKIM key, DMARC record)
+ * cost more than the lookups themselves. A hot answer is delivered from
+ * the loop, never from inside moat_resolver_query().
+ *
  * Owns the libunbound context, the loop event, and each query (with its
  * store operation) until its callback ran or it was cancelled.
  */
@@ -25,6 +34,7 @@
 
 #include <arpa/inet.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +55,8 @@ struct moat_dns_query {
 	int refused;		/* libunbound refused it: reported from the timer */
 	struct moat_store *store;	/* asked for a cached answer: */
 	struct moat_store_op *sop;	/* the pending GET */
+	char *hot;			/* a hot answer to deliver (encoded) */
+	size_t hotlen;
 	struct event *timer;
 	moat_dns_cb cb;
 	void *arg;
@@ -63,6 +75,16 @@ struct moat_resolver {
 	struct moat_dns_query *queries;
 	struct moat_resolver_stats stats;
 	int retired;
+	struct hot_answer *hot;		/* HOT_SLOTS of them */
+};
+
+/* A recent answer, encoded as the shared cache keeps it. */
+#define HOT_SLOTS 1024
+struct hot_answer {
+	char *key;		/* cache_key() */
+	char *value;
+	size_t len;
+	long long expires;	/* Unix time */
 };
 
 /* ---- the config section ---------------------------------------------- */
@@ -213,6 +235,13 @@ struct moat_resolver *moat_resolver_new(struct event_base *base,
 		return NULL;
 	}
 	r->base = base;
+	r->hot = calloc(HOT_SLOTS, sizeof(*r->hot));
+	if (!r->hot) {
+		snprintf(err, errlen, "resolver: out of memory");
+		ub_ctx_delete(r->ub);
+		free(r);
+		return NULL;
+	}
 	r->timeout = conf->timeout > 0 ? conf->timeout : 5;
 	r->shared_cache = conf->shared_cache;
 	r->shared_cache_max_ttl = conf->shared_cache_max_ttl > 0 ? conf->shared_cache_max_ttl : 3600;
@@ -301,6 +330,7 @@ static void query_free(struct moat_dns_query *q)
 {
 	if (q->sop)
 		moat_store_cancel(q->store, q->sop);
+	free(q->hot);
 	if (q->timer)
 		event_free(q->timer);
 	free(q->name);
@@ -322,6 +352,11 @@ void moat_resolver_free(struct moat_resolver *r)
 		event_free(r->ev);
 	if (r->ub)
 		ub_ctx_delete(r->ub);
+	for (size_t i = 0; r->hot && i < HOT_SLOTS; i++) {
+		free(r->hot[i].key);
+		free(r->hot[i].value);
+	}
+	free(r->hot);
 	free(r);
 }
 
@@ -653,24 +688,82 @@ static struct moat_store *cache_store(const struct moat_resolver *r)
 	return s && strcmp(s->ops->name, "memory") != 0 ? s : NULL;
 }
 
-/* Writes a fresh answer to the shared cache (fire and forget). */
+/* 1 if an answer may be kept (hot or shared): a positive or negative
+ * answer with a TTL, never a failure, never a DNSSEC-bogus one. */
+static int cacheable(const struct raw_answer *raw)
+{
+	return !raw->bogus && raw->ttl > 0 &&
+	       (raw->status == MOAT_DNS_NXDOMAIN || raw->status == MOAT_DNS_NODATA ||
+		(raw->status == MOAT_DNS_OK && raw->n > 0));
+}
+
+static char *encode(const struct raw_answer *raw, long ttl, size_t *len)
+{
+	struct moat_dns_cached c = {raw->status, raw->rcode, raw->secure,
+				    (long long)time(NULL) + ttl};
+	return moat_dns_cache_encode(&c, raw->status == MOAT_DNS_OK ? raw->n : 0,
+				     (const unsigned char *const *)raw->rd, raw->rdlen, len);
+}
+
+static struct hot_answer *hot_slot(struct moat_resolver *r, const char *key)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = key; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &r->hot[h % HOT_SLOTS];
+}
+
+/* Keeps an encoded answer (value, len; copied) valid until expires. */
+static void hot_put(struct moat_resolver *r, const char *key, const char *value, size_t len,
+		    long long expires)
+{
+	struct hot_answer *h = hot_slot(r, key);
+	char *k = strdup(key), *v = malloc(len);
+	if (!k || !v) {
+		free(k);
+		free(v);
+		return;
+	}
+	memcpy(v, value, len);
+	free(h->key);
+	free(h->value);
+	h->key = k;
+	h->value = v;
+	h->len = len;
+	h->expires = expires;
+}
+
+/* A copy of the hot answer for key, or NULL. */
+static char *hot_get(struct moat_resolver *r, const char *key, size_t *len)
+{
+	struct hot_answer *h = hot_slot(r, key);
+	if (!h->key || strcmp(h->key, key) != 0 || h->expires <= (long long)time(NULL))
+		return NULL;
+	char *v = malloc(h->len);
+	if (v) {
+		memcpy(v, h->value, h->len);
+		*len = h->len;
+	}
+	return v;
+}
+
+/* Keeps a fresh answer: hot, and in the shared cache (fire and forget). */
 static void cache_put(struct moat_dns_query *q, const struct raw_answer *raw)
 {
 	struct moat_resolver *r = q->r;
 	struct moat_store *s = cache_store(r);
 	char key[320];
-	if (!s || raw->bogus || raw->ttl <= 0 ||
-	    (raw->status != MOAT_DNS_OK && raw->status != MOAT_DNS_NXDOMAIN &&
-	     raw->status != MOAT_DNS_NODATA) ||
-	    (raw->status == MOAT_DNS_OK && raw->n == 0) || cache_key(q, key, sizeof(key)) < 0)
+	size_t len;
+	if (!cacheable(raw) || cache_key(q, key, sizeof(key)) < 0)
+		return;
+	char *v = encode(raw, raw->ttl, &len);
+	if (v)
+		hot_put(r, key, v, len, (long long)time(NULL) + raw->ttl);
+	free(v);
+	if (!s)
 		return;
 	long ttl = raw->ttl < r->shared_cache_max_ttl ? raw->ttl : r->shared_cache_max_ttl;
-	struct moat_dns_cached c = {raw->status, raw->rcode, raw->secure,
-				    (long long)time(NULL) + ttl};
-	size_t len;
-	char *v = moat_dns_cache_encode(&c, raw->status == MOAT_DNS_OK ? raw->n : 0,
-					(const unsigned char *const *)raw->rd, raw->rdlen, &len);
-	if (!v)
+	if (!(v = encode(raw, ttl, &len)))
 		return;
 	if (moat_store_set(s, key, v, len, ttl, NULL, NULL))
 		r->stats.cache_stores++;
@@ -742,34 +835,46 @@ static void start_ub(struct moat_dns_query *q)
 	}
 }
 
+/* Delivers an encoded answer (the shared cache's or a hot one); -1 if it
+ * is not a valid entry or has expired. */
+static int deliver_encoded(struct moat_dns_query *q, const char *value, size_t len, int shared)
+{
+	const unsigned char *rd[CACHE_MAX_RECORDS];
+	size_t rdlen[CACHE_MAX_RECORDS];
+	struct moat_dns_cached c;
+	long long now = (long long)time(NULL);
+	int n = moat_dns_cache_decode(value, len, &c, rd, rdlen, CACHE_MAX_RECORDS);
+	if (n < 0 || c.expires <= now)
+		return -1;
+	struct raw_answer raw;
+	memset(&raw, 0, sizeof(raw));
+	raw.status = c.status;
+	raw.rcode = c.rcode;
+	raw.secure = c.secure;
+	raw.ttl = (int)(c.expires - now);
+	raw.cached = shared;
+	raw.n = (size_t)n;
+	raw.rd = rd;
+	raw.rdlen = rdlen;
+	if (shared) {
+		char key[320];
+		if (cache_key(q, key, sizeof(key)) == 0)
+			hot_put(q->r, key, value, len, c.expires);
+	}
+	deliver(q, &raw);
+	return 0;
+}
+
 /* The shared cache's answer to a query's GET. */
 static void on_cached(void *arg, enum moat_store_status st, const char *value, size_t len,
 		      long long number)
 {
 	struct moat_dns_query *q = arg;
-	const unsigned char *rd[CACHE_MAX_RECORDS];
-	size_t rdlen[CACHE_MAX_RECORDS];
-	struct moat_dns_cached c;
-	int n;
 	(void)number;
 
 	q->sop = NULL;
-	if (st == MOAT_STORE_OK &&
-	    (n = moat_dns_cache_decode(value, len, &c, rd, rdlen, CACHE_MAX_RECORDS)) >= 0 &&
-	    c.expires > (long long)time(NULL)) {
-		struct raw_answer raw;
-		memset(&raw, 0, sizeof(raw));
-		raw.status = c.status;
-		raw.rcode = c.rcode;
-		raw.secure = c.secure;
-		raw.ttl = (int)(c.expires - (long long)time(NULL));
-		raw.cached = 1;
-		raw.n = (size_t)n;
-		raw.rd = rd;
-		raw.rdlen = rdlen;
-		deliver(q, &raw);
+	if (st == MOAT_STORE_OK && deliver_encoded(q, value, len, 1) == 0)
 		return;
-	}
 	/* missing, unavailable, or not an entry of ours: ask DNS */
 	start_ub(q);
 }
@@ -783,6 +888,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (q->refused) {	/* libunbound refused the query at once */
 		deliver_error(q);
+		return;
+	}
+	if (q->hot) {		/* a hot answer, delivered from the loop */
+		char *v = q->hot;
+		q->hot = NULL;
+		if (deliver_encoded(q, v, q->hotlen, 0) < 0)
+			start_ub(q);	/* cannot happen: it was checked */
+		free(v);
 		return;
 	}
 	if (q->started)
@@ -828,6 +941,11 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 	r->queries = q;
 	r->stats.in_flight++;
 	r->stats.queries++;
+	if (cache_key(q, key, sizeof(key)) == 0 && (q->hot = hot_get(r, key, &q->hotlen))) {
+		struct timeval now = {0, 0};
+		evtimer_add(q->timer, &now);
+		return q;
+	}
 	long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(q->timer, &tv);

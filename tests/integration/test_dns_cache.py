@@ -12,7 +12,9 @@ real redis-server and a DNS server that counts the queries it gets
     lookup goes to DNS, and the fresh answer replaces it;
   - with Redis stopped (SIGSTOP: it holds connections and never answers)
     lookups go to DNS after the store's deadline and mail flows;
-  - the metrics count the hits and the stores.
+  - the metrics count the hits and the stores;
+  - answers live no longer than their TTL, in the resolver's table of hot
+    answers and in Redis: a listing removed from DNS stops counting.
 
 Clients play hosts by binding 127.0.0.x source addresses (TESTRIG trap
 15). Names are under .example (libunbound answers test. itself).
@@ -167,6 +169,22 @@ def test_stalled_redis_lookups_go_to_dns_and_mail_flows():
                 eq(len(a.up.wait_messages(1)), 1, "the clean message relayed")
             finally:
                 os.kill(red.proc.pid, signal.SIGCONT)
+
+
+def test_answers_expire_with_their_ttl():
+    short = dnsbl_records("bl.example", {LISTED: ("127.0.0.2", "listed for tests")}, ttl=2)
+    with Redis() as red, FaultDNS(short) as dns:
+        with crig(dns, red) as a:
+            healthy(a)
+            listed(a)
+            listed(a)                       # within the TTL: no second query
+            eq(asked(dns, LISTED), 1, "DNS queries within the TTL")
+            ttl = int(red.cli("TTL", key(LISTED)))
+            check(0 < ttl <= 2, "TTL of %s in Redis: %d" % (key(LISTED), ttl))
+            dns.records = dnsbl_records("bl.example", {}, ttl=2)   # delisted
+            time.sleep(3.2)
+            passes(a, source=LISTED)
+            eq(asked(dns, LISTED), 2, "DNS asked again once the TTL ran out")
 
 
 if __name__ == "__main__":
