@@ -263,7 +263,7 @@ int moat_cli_check(const struct moat_config *c, int argc, char **argv)
 		fprintf(stderr, "moat check: %s; DNS lookups will fail\n",
 			rc ? err : "no resolver configuration");
 	/* SPF checks run in worker processes of this process's own */
-	if (spf_pool_apply(run.base, c, 0, err, sizeof(err)) < 0)
+	if (spf_pool_apply(run.base, c, run.ctx.resolver, 0, err, sizeof(err)) < 0)
 		fprintf(stderr, "moat check: spf: %s\n", err);
 	moat_filters_activate(c, run.base, run.ctx.resolver);
 	moat_verdict_init(&run.sess);

@@ -1,8 +1,9 @@
 /*
  * spf.c - `moat spf CLIENT-IP SENDER [HELO]`: one SPF check through the
  * same preparation (filters/spf.h), worker pool and worker process
- * (filters/spf_pool.h, spf_worker.h) as the daemon's filter, with the
- * configured resolver, and what the filter would make of it.
+ * (filters/spf_pool.h, spf_worker.h) as the daemon's filter, the
+ * worker's lookups going through moat's resolver as configured, and
+ * what the filter would make of it.
  *
  * SENDER "" is the null sender (the HELO identity is checked then, as
  * postmaster@HELO). Output, one "name: value" per line after the first:
@@ -20,7 +21,7 @@
  *
  * Exit status: 0 pass, 1 fail, 2 softfail, 3 neutral, 4 none,
  * 5 temperror, 6 permerror; 64 usage, 78 configuration.
- * Owns the loop and the pool of the run.
+ * Owns the loop, the resolver and the pool of the run.
  */
 #include "spf.h"
 
@@ -29,6 +30,7 @@
 #include <string.h>
 
 #include "../filters/spf.h"
+#include "resolver.h"
 #include "spf_pool.h"
 
 struct run {
@@ -81,6 +83,7 @@ static void print(const struct spf_conf *sc, const struct spf_prepared *pr,
 int moat_cli_spf(const struct moat_config *c, int argc, char **argv)
 {
 	const struct spf_conf *sc = moat_config_section(c, "spf");
+	const struct moat_resolver_conf *rc = moat_config_section(c, "resolver");
 	struct spf_pool_settings s;
 	struct spf_prepared pr;
 	struct run run;
@@ -110,7 +113,12 @@ int moat_cli_spf(const struct moat_config *c, int argc, char **argv)
 		fprintf(stderr, "moat spf: cannot create the event loop\n");
 		return 70;
 	}
+	struct moat_resolver *res = rc ? moat_resolver_new(run.base, rc, err, sizeof(err)) : NULL;
+	if (!res)	/* the check still runs: its lookups fail (temperror) */
+		fprintf(stderr, "moat spf: %s; DNS lookups will fail\n",
+			rc ? err : "no resolver configuration");
 	struct spf_pool *pool = spf_pool_new(run.base, &s, err, sizeof(err));
+	spf_pool_set_resolver(pool, res);
 	if (pool && spf_pool_submit(pool, &pr.check, on_result, &run)) {
 		while (!run.done)
 			event_base_loop(run.base, EVLOOP_ONCE);
@@ -128,7 +136,8 @@ int moat_cli_spf(const struct moat_config *c, int argc, char **argv)
 		}
 	}
 	print(sc, &pr, &run.res, s.conf.receiver);
-	spf_pool_free(pool);
+	spf_pool_free(pool);	/* before the resolver it borrows */
+	moat_resolver_free(res);
 	event_base_free(run.base);
 	fflush(stdout);
 	return spf_primary(&pr, &run.res)->result;

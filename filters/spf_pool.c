@@ -7,18 +7,35 @@
  * deadline (queue and run): when it fires on a queued job, the job
  * ends in temperror; on a running one, the worker is killed too. A
  * worker that exits, is killed, or sends anything but the RESULT of its
- * job, well-formed and with the job's id, is closed and its job ends in
+ * job (well-formed and with the job's id) or, while the job runs,
+ * well-formed DNS_QUERY messages, is closed and its job ends in
  * temperror; the slot is refilled at once, or after a second if its
  * previous process lived less than that (a crash loop must not spin).
  * Dead processes are reaped with waitpid(WNOHANG), retried on a timer
  * until they are gone.
  *
+ * DNS for the workers: a DNS_QUERY starts moat_resolver_query() on the
+ * pool's resolver (the process's current one, spf_pool_set_resolver())
+ * with the resolver's own timeout, and its answer goes back as a
+ * DNS_ANSWER with the query's id: status, rcode, TTL, the secure flag
+ * and the raw records (RDATA), nothing parsed here. One query per
+ * worker at a time: a new DNS_QUERY cancels the one still pending (the
+ * worker gave up on it), and so does the end of the job in any way
+ * (result, deadline, worker death, pool stopped). A cancelled job's
+ * worker gets ERROR at once, for its pending query and every further
+ * one, so that it finishes quickly; without a resolver every answer is
+ * ERROR. Only one DNS_ANSWER is ever unread in a worker's socket (the
+ * one to the query it gave up on last), so a frame of at most 64 KB
+ * goes out with one send() on the non-blocking socket.
+ *
  * Workers are started with posix_spawn() of /proc/self/exe (a fresh
  * image: the daemon is multi-threaded), the socket dup2()ed to
  * SPF_WORKER_FD, an empty signal mask and default dispositions.
  *
- * Owns: the pool, its workers and jobs, the zombie list, and `current`
- * (the process's pool for its filters), all on the loop thread.
+ * Owns: the pool, its workers and jobs, each worker's pending DNS query,
+ * the buffer DNS answers are encoded in, the zombie list, and `current`
+ * (the process's pool for its filters), all on the loop thread. The
+ * resolver is borrowed.
  */
 #include "spf_pool.h"
 
@@ -67,8 +84,10 @@ struct worker {
 	struct event *ev;
 	unsigned config_gen;		/* CONFIG it has */
 	struct spf_job *job;
+	struct moat_dns_query *dq;	/* its DNS_QUERY being resolved, or NULL */
+	uint32_t dq_id;			/* that query's id */
 	struct timespec started;
-	unsigned char rbuf[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	unsigned char rbuf[SPF_PROTO_HDR + SPF_PROTO_WORKER_MAX];
 	size_t rlen;
 };
 
@@ -85,6 +104,8 @@ struct spf_pool {
 	pid_t zombies[4 * SPF_MAX_WORKERS];
 	size_t nzombies;
 	struct event *reap_timer, *respawn_timer, *dispatch_ev;
+	struct moat_resolver *resolver;	/* borrowed; NULL: answers are ERROR */
+	unsigned char *tx;		/* SPF_PROTO_HDR + SPF_PROTO_MAX: DNS answers */
 	struct spf_pool_stats stats;
 };
 
@@ -119,29 +140,10 @@ int spf_pool_settings_from_config(const struct moat_config *c, struct spf_pool_s
 	out->deadline_ms = SPF_BUDGET_MS + 2000;
 	if (out->deadline_ms > sc->common.timeout * 1000)	/* moat spf: no stage timeout */
 		out->deadline_ms = sc->common.timeout * 1000;
+	/* the worker waits for one answer as long as the resolver takes */
 	out->conf.timeout_ms = (uint32_t)(rc->timeout > 0 ? rc->timeout * 1000 : 5000);
-	out->conf.cache_size = rc->cache_size > 0 && rc->cache_size < 0xffffffffL
-				       ? (uint32_t)rc->cache_size : 0;
 	snprintf(out->conf.receiver, sizeof(out->conf.receiver), "%s",
 		 c->hostname ? c->hostname : "");
-	if (rc->nameservers.n > SPF_MAX_NS) {
-		snprintf(err, errlen, "resolver: at most %d nameservers for SPF workers", SPF_MAX_NS);
-		return -1;
-	}
-	for (size_t i = 0; i < rc->nameservers.n; i++) {
-		if (strlen(rc->nameservers.v[i]) > SPF_NS_MAX) {
-			snprintf(err, errlen, "resolver: nameserver too long");
-			return -1;
-		}
-		snprintf(out->conf.ns[i], sizeof(out->conf.ns[i]), "%s", rc->nameservers.v[i]);
-	}
-	out->conf.nns = (uint8_t)rc->nameservers.n;
-	if (rc->trust_anchor && strlen(rc->trust_anchor) > SPF_PATH_MAX) {
-		snprintf(err, errlen, "resolver: trust_anchor path too long");
-		return -1;
-	}
-	snprintf(out->conf.trust_anchor, sizeof(out->conf.trust_anchor), "%s",
-		 rc->trust_anchor ? rc->trust_anchor : "");
 	return 0;
 }
 
@@ -195,12 +197,21 @@ static void failing_unlink(struct spf_job *j)
 	j->failing = 0;
 }
 
+static void worker_dns_cancel(struct worker *w)
+{
+	if (w->dq)
+		moat_dns_cancel(w->dq);
+	w->dq = NULL;
+}
+
 static void job_finish(struct spf_job *j, const struct spf_proto_result *r)
 {
 	queue_unlink(j);
 	failing_unlink(j);
-	if (j->w)
+	if (j->w) {
+		worker_dns_cancel(j->w);
 		j->w->job = NULL;
+	}
 	j->w = NULL;
 	if (j->timer)
 		event_free(j->timer);
@@ -248,6 +259,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
 static void worker_close(struct worker *w, const char *why, int kill_it)
 {
 	struct spf_pool *p = w->p;
+	worker_dns_cancel(w);
 	if (w->ev)
 		event_free(w->ev);
 	w->ev = NULL;
@@ -281,7 +293,7 @@ static int worker_send(struct worker *w, const unsigned char *buf, size_t n)
 
 static int send_config(struct worker *w)
 {
-	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_WORKER_MAX];	/* a few hundred octets */
 	int n = spf_proto_encode_config(&w->p->s.conf, buf, sizeof(buf));
 	if (n < 0 || worker_send(w, buf, (size_t)n) < 0)
 		return -1;
@@ -338,6 +350,9 @@ static void worker_start(struct worker *w)
 	}
 	w->fd = sv[0];
 	evutil_make_socket_nonblocking(w->fd);
+	/* room for a DNS answer besides one unread (header comment) */
+	int sndbuf = 4 * (SPF_PROTO_HDR + SPF_PROTO_MAX);
+	setsockopt(w->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 	w->ev = event_new(p->base, w->fd, EV_READ | EV_PERSIST, on_worker, w);
 	p->stats.running++;
 	if (!w->ev || event_add(w->ev, NULL) < 0 || send_config(w) < 0) {
@@ -393,8 +408,81 @@ static void worker_died(struct worker *w, const char *why, int kill_it)
 	schedule_dispatch(p);
 }
 
-/* Handles one complete frame of w's; -1: the worker misbehaved. */
-static int worker_frame(struct worker *w, const unsigned char *payload, size_t n)
+/* Sends a DNS_ANSWER to w: 0, or -1 (the socket is gone or full). */
+static int send_answer(struct worker *w, const struct spf_proto_dns_answer *a)
+{
+	struct spf_pool *p = w->p;
+	int n = spf_proto_encode_dns_answer(a, p->tx, SPF_PROTO_HDR + SPF_PROTO_MAX);
+	if (n < 0) {	/* cannot happen with the resolver's answers; still an answer */
+		struct spf_proto_dns_answer e = {.id = a->id, .status = MOAT_DNS_ERROR};
+		n = spf_proto_encode_dns_answer(&e, p->tx, SPF_PROTO_HDR + SPF_PROTO_MAX);
+	}
+	return n < 0 ? -1 : worker_send(w, p->tx, (size_t)n);
+}
+
+static int send_dns_error(struct worker *w, uint32_t id)
+{
+	struct spf_proto_dns_answer e = {.id = id, .status = MOAT_DNS_ERROR};
+	return send_answer(w, &e);
+}
+
+/* The resolver answered w's DNS_QUERY: to the worker, as it came. */
+static void on_dns_answer(void *arg, const struct moat_dns_answer *a)
+{
+	struct worker *w = arg;
+	struct spf_proto_dns_answer out;
+
+	w->dq = NULL;
+	memset(&out, 0, sizeof(out));
+	out.id = w->dq_id;
+	out.status = (uint8_t)a->status;
+	out.rcode = (uint16_t)(a->rcode < 0 ? 0 : a->rcode > 4095 ? 4095 : a->rcode);
+	out.ttl = (uint32_t)(a->ttl > 0 ? a->ttl : 0);
+	out.secure = a->secure ? 1 : 0;
+	if (a->status == MOAT_DNS_OK && a->nraw > 0) {
+		out.nrr = a->nraw;
+		out.rr = a->raw;
+		out.rrlen = a->rawlen;
+	} else if (a->status == MOAT_DNS_OK) {
+		out.status = MOAT_DNS_NODATA;
+	}
+	if (send_answer(w, &out) < 0) {
+		moat_log(LOG_ERR, "spf: worker %ld did not take a DNS answer", (long)w->pid);
+		worker_died(w, "SPF worker did not take a DNS answer", 1);
+	}
+}
+
+/* A DNS_QUERY from w: resolved, or answered ERROR at once. 0, -1 (the
+ * worker misbehaved) or 1 (w was closed). */
+static int worker_dns_query(struct worker *w, const unsigned char *payload, size_t n)
+{
+	struct spf_pool *p = w->p;
+	struct spf_proto_dns_query q;
+	char err[128];
+
+	if (spf_proto_decode_dns_query(payload, n, &q, err, sizeof(err)) < 0) {
+		moat_log(LOG_ERR, "spf: malformed message from worker %ld: %s", (long)w->pid, err);
+		return -1;
+	}
+	if (!w->job) {
+		moat_log(LOG_ERR, "spf: worker %ld asked a DNS question outside a check",
+			 (long)w->pid);
+		return -1;
+	}
+	worker_dns_cancel(w);	/* the worker gave up on it */
+	w->dq_id = q.id;
+	if (w->job->cb && p->resolver)
+		w->dq = moat_resolver_query(p->resolver, q.name, q.type, 0, on_dns_answer, w);
+	if (!w->dq && send_dns_error(w, q.id) < 0) {
+		moat_log(LOG_ERR, "spf: worker %ld did not take a DNS answer", (long)w->pid);
+		worker_died(w, "SPF worker did not take a DNS answer", 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* The RESULT of w's job. 0, or -1: the worker misbehaved. */
+static int worker_result(struct worker *w, const unsigned char *payload, size_t n)
 {
 	struct spf_proto_result r;
 	char err[128];
@@ -412,6 +500,23 @@ static int worker_frame(struct worker *w, const unsigned char *payload, size_t n
 	}
 	job_finish(j, &r);
 	return 0;
+}
+
+/* Handles one complete frame of w's: 0, -1 (the worker misbehaved), or
+ * 1 (w was closed meanwhile). */
+static int worker_frame(struct worker *w, const unsigned char *payload, size_t n)
+{
+	int type = spf_proto_type(payload, n);
+	switch (type) {
+	case SPF_MSG_RESULT:
+		return worker_result(w, payload, n);
+	case SPF_MSG_DNS_QUERY:
+		return worker_dns_query(w, payload, n);
+	default:
+		moat_log(LOG_ERR, "spf: malformed message from worker %ld: unexpected message "
+			 "type %d", (long)w->pid, type);
+		return -1;
+	}
 }
 
 static void on_worker(evutil_socket_t fd, short what, void *arg)
@@ -432,10 +537,13 @@ static void on_worker(evutil_socket_t fd, short what, void *arg)
 	}
 	w->rlen += (size_t)k;
 	for (;;) {
-		long n = spf_proto_frame(w->rbuf, w->rlen);
+		long n = spf_proto_frame(w->rbuf, w->rlen, SPF_PROTO_WORKER_MAX);
 		if (n == 0)
 			break;
-		if (n < 0 || worker_frame(w, w->rbuf + SPF_PROTO_HDR, (size_t)n) < 0) {
+		int rc = n < 0 ? -1 : worker_frame(w, w->rbuf + SPF_PROTO_HDR, (size_t)n);
+		if (rc > 0)
+			return;
+		if (rc < 0) {
 			p->stats.bad_messages++;
 			if (n < 0)
 				moat_log(LOG_ERR, "spf: bad frame from worker %ld", (long)w->pid);
@@ -473,7 +581,7 @@ static void on_job_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void dispatch(struct spf_pool *p)
 {
-	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_WORKER_MAX];	/* a CHECK: < 1 KB */
 
 	for (int i = 0; p->head && i < p->nslots; i++) {
 		struct worker *w = &p->w[i];
@@ -544,6 +652,12 @@ struct spf_pool *spf_pool_new(struct event_base *base, const struct spf_pool_set
 		return NULL;
 	}
 	p->base = base;
+	p->tx = malloc(SPF_PROTO_HDR + SPF_PROTO_MAX);
+	if (!p->tx) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	set_settings(p, s);
 	for (int i = 0; i < SPF_MAX_WORKERS; i++) {
 		p->w[i].p = p;
@@ -603,6 +717,7 @@ void spf_pool_free(struct spf_pool *p)
 		event_free(p->respawn_timer);
 	if (p->dispatch_ev)
 		event_free(p->dispatch_ev);
+	free(p->tx);
 	free(p);
 }
 
@@ -664,8 +779,21 @@ void spf_pool_cancel(struct spf_job *j)
 		if (j->timer)
 			event_free(j->timer);
 		free(j);
+		return;
 	}
-	/* running (or failing at once): ends at its result or deadline */
+	/* running (or failing at once): ends at its result or deadline; its
+	 * lookups are not worth doing any more, the worker is told so (a
+	 * send that fails leaves the worker to its deadline, or to EOF) */
+	if (j->w && j->w->dq) {
+		worker_dns_cancel(j->w);
+		(void)send_dns_error(j->w, j->w->dq_id);
+	}
+}
+
+void spf_pool_set_resolver(struct spf_pool *p, struct moat_resolver *r)
+{
+	if (p)
+		p->resolver = r;
 }
 
 const char *spf_pool_receiver(const struct spf_pool *p)
@@ -687,12 +815,13 @@ struct spf_pool *spf_pool_current(void)
 	return current;
 }
 
-int spf_pool_apply(struct event_base *base, const struct moat_config *c, int force, char *err,
-		   size_t errlen)
+int spf_pool_apply(struct event_base *base, const struct moat_config *c,
+		   struct moat_resolver *resolver, int force, char *err, size_t errlen)
 {
 	struct spf_pool_settings s;
 	int enabled = force;
 
+	spf_pool_set_resolver(current, resolver);	/* whatever else fails */
 	for (size_t i = 0; i < c->filters.n; i++)
 		enabled |= strcmp(c->filters.v[i], "spf") == 0;
 	if (!enabled) {
@@ -706,6 +835,7 @@ int spf_pool_apply(struct event_base *base, const struct moat_config *c, int for
 		return 0;
 	}
 	current = spf_pool_new(base, &s, err, errlen);
+	spf_pool_set_resolver(current, resolver);
 	return current ? 0 : -1;
 }
 

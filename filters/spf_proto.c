@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "resolver.h"
+
 static const char *const result_names[SPF_RES__COUNT] = {
 	"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror",
 };
@@ -33,12 +35,13 @@ int spf_result_parse(const char *s, enum spf_result *out)
 struct wr {
 	unsigned char *buf;
 	size_t len, o;
+	size_t max;		/* payload octets allowed */
 	int bad;
 };
 
 static void put(struct wr *w, const void *p, size_t n)
 {
-	if (w->bad || n > w->len - w->o || w->o + n - SPF_PROTO_HDR > SPF_PROTO_MAX) {
+	if (w->bad || n > w->len - w->o || w->o + n - SPF_PROTO_HDR > w->max) {
 		w->bad = 1;
 		return;
 	}
@@ -79,10 +82,22 @@ static void put_str(struct wr *w, const char *s, size_t max)
 	put(w, s, n);
 }
 
-static int wr_begin(struct wr *w, unsigned char *buf, size_t len, int type)
+/* An octet string: a u16 length and the octets, whatever they are. */
+static void put_bytes(struct wr *w, const unsigned char *p, size_t n)
+{
+	if (n > 0xffff) {
+		w->bad = 1;
+		return;
+	}
+	put_u16(w, (unsigned)n);
+	put(w, p, n);
+}
+
+static int wr_begin(struct wr *w, unsigned char *buf, size_t len, int type, size_t max)
 {
 	w->buf = buf;
 	w->len = len;
+	w->max = max;
 	w->o = 0;
 	w->bad = len < SPF_PROTO_HDR + 1;
 	if (!w->bad) {
@@ -107,24 +122,17 @@ static int wr_end(struct wr *w)
 int spf_proto_encode_config(const struct spf_proto_config *c, unsigned char *buf, size_t len)
 {
 	struct wr w;
-	wr_begin(&w, buf, len, SPF_MSG_CONFIG);
+	wr_begin(&w, buf, len, SPF_MSG_CONFIG, SPF_PROTO_MAX);
 	put_u32(&w, SPF_PROTO_VERSION);
 	put_u32(&w, c->timeout_ms);
-	put_u32(&w, c->cache_size);
 	put_str(&w, c->receiver, SPF_DOMAIN_MAX);
-	if (c->nns > SPF_MAX_NS)
-		w.bad = 1;
-	put_u8(&w, c->nns);
-	for (unsigned i = 0; i < c->nns && i < SPF_MAX_NS; i++)
-		put_str(&w, c->ns[i], SPF_NS_MAX);
-	put_str(&w, c->trust_anchor, SPF_PATH_MAX);
 	return wr_end(&w);
 }
 
 int spf_proto_encode_check(const struct spf_proto_check *c, unsigned char *buf, size_t len)
 {
 	struct wr w;
-	wr_begin(&w, buf, len, SPF_MSG_CHECK);
+	wr_begin(&w, buf, len, SPF_MSG_CHECK, SPF_PROTO_MAX);
 	put_u32(&w, c->id);
 	put_u32(&w, c->budget_ms);
 	put_u8(&w, c->flags);
@@ -148,22 +156,95 @@ static void put_identity(struct wr *w, const struct spf_proto_identity *r)
 int spf_proto_encode_result(const struct spf_proto_result *r, unsigned char *buf, size_t len)
 {
 	struct wr w;
-	wr_begin(&w, buf, len, SPF_MSG_RESULT);
+	wr_begin(&w, buf, len, SPF_MSG_RESULT, SPF_PROTO_WORKER_MAX);
 	put_u32(&w, r->id);
 	put_identity(&w, &r->mailfrom);
 	put_identity(&w, &r->helo);
 	return wr_end(&w);
 }
 
+/* The types an SPF evaluation looks up (type SPF, 99, never). */
+static int spf_qtype(unsigned t)
+{
+	return t == MOAT_DNS_A || t == MOAT_DNS_AAAA || t == MOAT_DNS_TXT || t == MOAT_DNS_MX ||
+	       t == MOAT_DNS_PTR;
+}
+
+/* A name a query can be made of: 1..SPF_DOMAIN_MAX octets (a trailing
+ * dot aside) in labels of 1..63. */
+static int qname_ok(const char *name)
+{
+	size_t n = strnlen(name, SPF_QNAME_MAX + 1), label = 0;
+	if (n > SPF_QNAME_MAX)
+		return 0;
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > SPF_DOMAIN_MAX)
+		return 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i == n || name[i] == '.') {
+			if (label == 0 || label > SPF_LABEL_MAX)
+				return 0;
+			label = 0;
+		} else {
+			label++;
+		}
+	}
+	return 1;
+}
+
+int spf_proto_encode_dns_query(const struct spf_proto_dns_query *q, unsigned char *buf,
+			       size_t len)
+{
+	struct wr w;
+	wr_begin(&w, buf, len, SPF_MSG_DNS_QUERY, SPF_PROTO_WORKER_MAX);
+	if (!spf_qtype(q->type) || !qname_ok(q->name))
+		w.bad = 1;
+	put_u32(&w, q->id);
+	put_u16(&w, q->type);
+	put_str(&w, q->name, SPF_QNAME_MAX);
+	return wr_end(&w);
+}
+
+#define ANSWER_FIXED 16		/* payload octets before the records */
+
+int spf_proto_encode_dns_answer(const struct spf_proto_dns_answer *a, unsigned char *buf,
+				size_t len)
+{
+	struct wr w;
+	size_t k = 0, room = len < SPF_PROTO_HDR + SPF_PROTO_MAX ? len : SPF_PROTO_HDR + SPF_PROTO_MAX;
+	size_t o = SPF_PROTO_HDR + ANSWER_FIXED;
+
+	/* the records that fit, in order */
+	while (k < a->nrr && k < SPF_DNS_MAX_RR && a->rrlen[k] <= 0xffff &&
+	       o + 2 + a->rrlen[k] <= room)
+		o += 2 + a->rrlen[k++];
+	wr_begin(&w, buf, len, SPF_MSG_DNS_ANSWER, SPF_PROTO_MAX);
+	if (a->status > MOAT_DNS_ERROR || a->rcode > 4095 || a->ttl > 0x7fffffffu ||
+	    a->secure > 1 || a->truncated > 1 || (a->status == MOAT_DNS_OK) != (a->nrr > 0) ||
+	    (a->truncated && a->nrr == 0) || (a->nrr > 0 && k == 0))
+		w.bad = 1;
+	put_u32(&w, a->id);
+	put_u8(&w, a->status);
+	put_u16(&w, a->rcode);
+	put_u32(&w, a->ttl);
+	put_u8(&w, a->secure);
+	put_u8(&w, a->truncated || k < a->nrr);
+	put_u16(&w, (unsigned)k);
+	for (size_t i = 0; i < k && !w.bad; i++)
+		put_bytes(&w, a->rr[i], a->rrlen[i]);
+	return wr_end(&w);
+}
+
 /* ---- reader ---- */
 
-long spf_proto_frame(const unsigned char *buf, size_t n)
+long spf_proto_frame(const unsigned char *buf, size_t n, size_t max)
 {
 	if (n < SPF_PROTO_HDR)
 		return 0;
 	uint32_t len = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 |
 		       buf[3];
-	if (len == 0 || len > SPF_PROTO_MAX)
+	if (len == 0 || len > max || len > SPF_PROTO_MAX)
 		return -1;
 	return n - SPF_PROTO_HDR >= len ? (long)len : 0;
 }
@@ -235,13 +316,13 @@ static void get_str(struct rd *r, char *out, size_t max, const char *what)
 	out[n] = '\0';
 }
 
-static int rd_begin(struct rd *r, const unsigned char *p, size_t n, int type)
+static int rd_begin(struct rd *r, const unsigned char *p, size_t n, int type, size_t max)
 {
 	r->p = p;
 	r->n = n;
 	r->o = 0;
 	r->bad = NULL;
-	if (n > SPF_PROTO_MAX)
+	if (n > max)
 		fail(r, "message too long");
 	if (get_u8(r) != (unsigned)type)
 		fail(r, "unexpected message type");
@@ -264,23 +345,13 @@ int spf_proto_decode_config(const unsigned char *p, size_t n, struct spf_proto_c
 {
 	struct rd r;
 	memset(c, 0, sizeof(*c));
-	rd_begin(&r, p, n, SPF_MSG_CONFIG);
+	rd_begin(&r, p, n, SPF_MSG_CONFIG, SPF_PROTO_MAX);
 	if (get_u32(&r) != SPF_PROTO_VERSION)
 		fail(&r, "protocol version mismatch");
 	c->timeout_ms = get_u32(&r);
 	if (c->timeout_ms < 1 || c->timeout_ms > 600000)
 		fail(&r, "timeout out of range");
-	c->cache_size = get_u32(&r);
 	get_str(&r, c->receiver, SPF_DOMAIN_MAX, "bad receiver");
-	c->nns = (uint8_t)get_u8(&r);
-	if (c->nns > SPF_MAX_NS)
-		fail(&r, "too many nameservers");
-	for (unsigned i = 0; !r.bad && i < c->nns; i++) {
-		get_str(&r, c->ns[i], SPF_NS_MAX, "bad nameserver");
-		if (!r.bad && !c->ns[i][0])
-			fail(&r, "empty nameserver");
-	}
-	get_str(&r, c->trust_anchor, SPF_PATH_MAX, "bad trust anchor");
 	return rd_end(&r, err, errlen);
 }
 
@@ -291,7 +362,7 @@ int spf_proto_decode_check(const unsigned char *p, size_t n, struct spf_proto_ch
 	char ip[SPF_IP_MAX + 1], dom[SPF_DOMAIN_MAX + 1], tmp[SPF_SENDER_MAX + 1];
 
 	memset(c, 0, sizeof(*c));
-	rd_begin(&r, p, n, SPF_MSG_CHECK);
+	rd_begin(&r, p, n, SPF_MSG_CHECK, SPF_PROTO_MAX);
 	c->id = get_u32(&r);
 	c->budget_ms = get_u32(&r);
 	if (!r.bad && (c->budget_ms < 1 || c->budget_ms > 600000))
@@ -348,9 +419,69 @@ int spf_proto_decode_result(const unsigned char *p, size_t n, struct spf_proto_r
 {
 	struct rd r;
 	memset(res, 0, sizeof(*res));
-	rd_begin(&r, p, n, SPF_MSG_RESULT);
+	rd_begin(&r, p, n, SPF_MSG_RESULT, SPF_PROTO_WORKER_MAX);
 	res->id = get_u32(&r);
 	get_identity(&r, &res->mailfrom);
 	get_identity(&r, &res->helo);
 	return rd_end(&r, err, errlen);
+}
+
+int spf_proto_decode_dns_query(const unsigned char *p, size_t n, struct spf_proto_dns_query *q,
+			       char *err, size_t errlen)
+{
+	struct rd r;
+	memset(q, 0, sizeof(*q));
+	rd_begin(&r, p, n, SPF_MSG_DNS_QUERY, SPF_PROTO_WORKER_MAX);
+	q->id = get_u32(&r);
+	q->type = (uint16_t)get_u16(&r);
+	if (!r.bad && !spf_qtype(q->type))
+		fail(&r, "query type not used by SPF");
+	get_str(&r, q->name, SPF_QNAME_MAX, "bad query name");
+	if (!r.bad && !qname_ok(q->name))
+		fail(&r, "bad query name");
+	return rd_end(&r, err, errlen);
+}
+
+int spf_proto_decode_dns_answer(const unsigned char *p, size_t n, struct spf_proto_dns_answer *a,
+				const unsigned char **rr, size_t *rrlen, size_t max, char *err,
+				size_t errlen)
+{
+	struct rd r;
+	memset(a, 0, sizeof(*a));
+	a->rr = rr;
+	a->rrlen = rrlen;
+	rd_begin(&r, p, n, SPF_MSG_DNS_ANSWER, SPF_PROTO_MAX);
+	a->id = get_u32(&r);
+	a->status = (uint8_t)get_u8(&r);
+	if (!r.bad && a->status > MOAT_DNS_ERROR)
+		fail(&r, "bad DNS status");
+	a->rcode = (uint16_t)get_u16(&r);
+	if (!r.bad && a->rcode > 4095)
+		fail(&r, "bad rcode");
+	a->ttl = get_u32(&r);
+	if (!r.bad && a->ttl > 0x7fffffffu)
+		fail(&r, "bad TTL");
+	a->secure = (uint8_t)get_u8(&r);
+	a->truncated = (uint8_t)get_u8(&r);
+	if (!r.bad && (a->secure > 1 || a->truncated > 1))
+		fail(&r, "bad flags");
+	size_t k = get_u16(&r);
+	if (!r.bad && (k > max || k > SPF_DNS_MAX_RR))
+		fail(&r, "too many records");
+	if (!r.bad && ((a->status == MOAT_DNS_OK) != (k > 0) || (a->truncated && k == 0)))
+		fail(&r, "records do not match the status");
+	for (size_t i = 0; !r.bad && i < k; i++) {
+		size_t l = get_u16(&r);
+		const unsigned char *b = take(&r, l);
+		if (!b)
+			break;
+		rr[i] = b;
+		rrlen[i] = l;
+	}
+	if (rd_end(&r, err, errlen) < 0) {
+		a->nrr = 0;
+		return -1;
+	}
+	a->nrr = k;
+	return 0;
 }

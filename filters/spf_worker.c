@@ -7,11 +7,15 @@
  *
  * libspf2 is driven through its public API, with these changes to its
  * defaults:
- *  - The DNS layer (spf_dns.h's pluggable layer, below) resolves with a
- *    private libunbound context configured like moat's resolver, each
- *    query bounded by the resolver timeout and by the check's time
- *    budget (the main process sends what is left of 20 s); when the
- *    budget is spent the check ends in temperror.
+ *  - The DNS layer (spf_dns.h's pluggable layer, below) resolves through
+ *    moat's resolver in the main process: each lookup is a DNS_QUERY on
+ *    the socket, and the worker waits (poll) for the DNS_ANSWER with the
+ *    same id, at most the resolver timeout and what is left of the
+ *    check's time budget (the main process sends what is left of 20 s);
+ *    when the budget is spent the check ends in temperror. An answer
+ *    with another id is one to a query given up on: skipped. The answer
+ *    carries the records as the resolver got them (RDATA), which the
+ *    layer converts for libspf2 itself.
  *  - Type SPF (99) is never queried (RFC 7208 3.1 discontinued it):
  *    libspf2 asks for it first, the layer answers "no data" itself.
  *  - RFC 7208 4.6.4 limits that libspf2 1.2.10 does not enforce are
@@ -46,9 +50,9 @@
  * "include:_spf.example.net", "-all", or "default". Best effort: it only
  * ever feeds the Received-SPF header and the CLI, never the result.
  *
- * Owns (process globals, single-threaded apart from libunbound's own
- * thread): the libunbound context, the libspf2 server and DNS layer, the
- * state of the check being evaluated.
+ * Owns (process globals, single-threaded): the receive buffer (a DNS
+ * answer's records point into it until the next frame is read), the
+ * libspf2 server and DNS layer, the state of the check being evaluated.
  */
 #include "spf_worker.h"
 
@@ -68,9 +72,9 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <unbound.h>
 #include <unistd.h>
 
+#include "resolver.h"
 #include "spf_proto.h"
 #include "spf_syntax.h"
 
@@ -106,7 +110,7 @@ struct frame {
 
 static struct {
 	int fd;
-	struct ub_ctx *ub;
+	uint32_t qid;		/* the last DNS_QUERY's id */
 	struct spf_proto_config conf;
 	SPF_server_t *spf;
 	SPF_dns_server_t *layer;
@@ -127,6 +131,12 @@ static struct {
 	int nul_spf;		/* ask() dropped a "v=spf1" TXT record holding a NUL */
 	char syntax[SPF_PROBLEM_MAX + 1];	/* LIMIT_SYNTAX: what was wrong */
 } W;
+
+/* Frames from the main process are read into rx; a DNS answer's records
+ * (rr, rrlen) point into it. */
+static unsigned char rx[SPF_PROTO_MAX];
+static const unsigned char *rx_rr[SPF_DNS_MAX_RR];
+static size_t rx_rrlen[SPF_DNS_MAX_RR];
 
 /* ---- I/O with the main process ---- */
 
@@ -178,7 +188,7 @@ static long read_frame(unsigned char *buf, size_t len)
 
 static void send_result(const struct spf_proto_result *r)
 {
-	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_WORKER_MAX];
 	int n = spf_proto_encode_result(r, buf, sizeof(buf));
 	if (n < 0 || write_all(buf, (size_t)n) < 0)
 		_exit(3);
@@ -194,84 +204,61 @@ static long ms_left(void)
 	       (W.deadline.tv_nsec - now.tv_nsec) / 1000000;
 }
 
-/* ---- libunbound ---- */
+/* ---- DNS through the main process ---- */
 
-static void ub_setup(void)
+/* A malformed message from the main process: a bug or a compromise;
+ * the worker goes (the main process sees it and starts another). */
+__attribute__((noreturn)) static void bad_message(const char *what, const char *err)
 {
-	char val[32], fwd[SPF_NS_MAX + 8];
-
-	if (W.ub)
-		ub_ctx_delete(W.ub);
-	W.ub = ub_ctx_create();
-	if (!W.ub) {
-		fprintf(stderr, "moat spf worker: cannot create a libunbound context\n");
-		_exit(4);
-	}
-	snprintf(val, sizeof(val), "%lu", W.conf.cache_size ? (unsigned long)W.conf.cache_size
-							    : 4194304UL);
-	ub_ctx_set_option(W.ub, "msg-cache-size:", val);
-	ub_ctx_set_option(W.ub, "rrset-cache-size:", val);
-	ub_ctx_set_option(W.ub, "do-not-query-localhost:", "no");
-	if (W.conf.nns == 0)
-		ub_ctx_resolvconf(W.ub, NULL);
-	if (W.conf.nns > 0) {
-		/* the configured servers answer private reverse zones too (as
-		 * moat_resolver_new() in resolver.c; why there) */
-		ub_ctx_set_option(W.ub, "unblock-lan-zones:", "yes");
-		ub_ctx_set_option(W.ub, "insecure-lan-zones:", "yes");
-	}
-	for (unsigned i = 0; i < W.conf.nns; i++) {
-		/* "a.b.c.d:53" / "[v6]:53" -> libunbound's "addr@53" (as resolver.c) */
-		const char *ns = W.conf.ns[i];
-		const char *e = strchr(ns, ']');
-		if (ns[0] == '[' && e)
-			snprintf(fwd, sizeof(fwd), "%.*s%s%s", (int)(e - ns - 1), ns + 1,
-				 e[1] == ':' ? "@" : "", e[1] == ':' ? e + 2 : "");
-		else if (strchr(ns, ':') && strchr(ns, ':') == strrchr(ns, ':'))
-			snprintf(fwd, sizeof(fwd), "%.*s@%s", (int)(strchr(ns, ':') - ns), ns,
-				 strchr(ns, ':') + 1);
-		else
-			snprintf(fwd, sizeof(fwd), "%s", ns);
-		if (ub_ctx_set_fwd(W.ub, fwd) != 0)
-			fprintf(stderr, "moat spf worker: bad nameserver %s\n", ns);
-	}
-	if (W.conf.trust_anchor[0] && ub_ctx_add_ta_file(W.ub, W.conf.trust_anchor) != 0)
-		fprintf(stderr, "moat spf worker: cannot read trust anchor %s\n",
-			W.conf.trust_anchor);
-	ub_ctx_async(W.ub, 1);
+	fprintf(stderr, "moat spf worker: %s%s%s\n", what, err ? ": " : "", err ? err : "");
+	_exit(2);
 }
 
-struct ubq {
-	int done, err;
-	struct ub_result *res;
-};
-
-static void on_ub(void *arg, int err, struct ub_result *res)
+/* Reads the next frame, which must be a DNS_ANSWER, into rx and ans. */
+static void read_answer(struct spf_proto_dns_answer *ans)
 {
-	struct ubq *q = arg;
-	q->done = 1;
-	q->err = err;
-	q->res = res;
+	char err[128];
+	long n = read_frame(rx, sizeof(rx));
+	if (n == 0)	/* moat closed the socket: it is stopping */
+		_exit(0);
+	if (n < 0)
+		bad_message("bad frame from moat", NULL);
+	if (spf_proto_type(rx, (size_t)n) != SPF_MSG_DNS_ANSWER)
+		bad_message("unexpected message during a check", NULL);
+	if (spf_proto_decode_dns_answer(rx, (size_t)n, ans, rx_rr, rx_rrlen, SPF_DNS_MAX_RR, err,
+					sizeof(err)) < 0)
+		bad_message("bad DNS_ANSWER", err);
 }
 
-/* One query, bounded by the resolver timeout and the budget. NULL with
- * *timed_out set when the budget ran out. */
-static struct ub_result *resolve(const char *name, int type, int *budget_out)
+/* One lookup through moat's resolver, bounded by the resolver timeout
+ * and the budget: 0 with *ans (records in rx, valid until the next
+ * frame is read), or -1: no answer in time (*budget_out set if the
+ * check's budget ran out), or a name the protocol does not carry. */
+static int resolve(const char *name, int type, int *budget_out, struct spf_proto_dns_answer *ans)
 {
-	struct ubq q = {0, 0, NULL};
+	struct spf_proto_dns_query q;
+	unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_WORKER_MAX];
 	struct timespec start, now;
-	int id;
 	long left = ms_left();
 
 	*budget_out = 0;
 	if (left <= 0) {
 		*budget_out = 1;
-		return NULL;
+		return -1;
 	}
-	if (ub_resolve_async(W.ub, name, type, 1, &q, on_ub, &id) != 0)
-		return NULL;
+	memset(&q, 0, sizeof(q));
+	q.id = ++W.qid;
+	q.type = (uint16_t)type;
+	if (strlen(name) > SPF_QNAME_MAX)
+		return -1;
+	memcpy(q.name, name, strlen(name) + 1);
+	int n = spf_proto_encode_dns_query(&q, buf, sizeof(buf));
+	if (n < 0)	/* not a name a query can be made of (bad_name() let it by) */
+		return -1;
+	if (write_all(buf, (size_t)n) < 0)
+		_exit(3);
 	clock_gettime(CLOCK_MONOTONIC, &start);
-	while (!q.done) {
+	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long spent = (long)(now.tv_sec - start.tv_sec) * 1000 +
 			     (now.tv_nsec - start.tv_nsec) / 1000000;
@@ -279,20 +266,20 @@ static struct ub_result *resolve(const char *name, int type, int *budget_out)
 		left = ms_left();
 		if (left < wait)
 			wait = left;
-		if (wait <= 0) {
-			ub_cancel(W.ub, id);
+		if (wait <= 0) {	/* given up: its answer, if any, is skipped later */
 			*budget_out = left <= 0;
-			return NULL;
+			return -1;
 		}
-		struct pollfd pfd = {ub_fd(W.ub), POLLIN, 0};
-		if (poll(&pfd, 1, (int)wait) > 0)
-			ub_process(W.ub);
+		struct pollfd pfd = {W.fd, POLLIN, 0};
+		int k = poll(&pfd, 1, (int)wait);
+		if (k < 0 && errno != EINTR)
+			_exit(3);
+		if (k <= 0)
+			continue;
+		read_answer(ans);
+		if (ans->id == q.id)
+			return 0;
 	}
-	if (q.err) {
-		ub_resolve_free(q.res);
-		return NULL;
-	}
-	return q.res;
 }
 
 /* A wire-format name (uncompressed) into dotted text; -1 if it holds
@@ -489,8 +476,8 @@ static void hit(enum limit l)
 /* A name no DNS query can be composed from (RFC 1035: an empty label
  * but the root, a label longer than 63 octets, more than 253 octets)?
  * libspf2 may expand macros into such names (RFC 7208 4.3, 5/10: such a
- * target does not exist); libunbound would refuse them, which libspf2
- * would take for a DNS failure (temperror). */
+ * target does not exist); the protocol and libunbound would refuse them,
+ * which libspf2 would take for a DNS failure (temperror). */
 static int bad_name(const char *domain)
 {
 	size_t n = strlen(domain), label = 0;
@@ -517,7 +504,11 @@ static int is_spf(const char *t, size_t n)
 	return n >= 6 && strncasecmp(t, "v=spf1", 6) == 0 && (n == 6 || t[6] == ' ');
 }
 
-/* Asks libunbound and converts the answer for libspf2. */
+/* Asks moat's resolver and converts the answer for libspf2. A failure
+ * (SERVFAIL, timeout, any error) is TRY_AGAIN, as is an answer that was
+ * truncated on the way (spf_proto.h) unless what is left decides it: an
+ * MX answer of more than MAX_MX records, PTR names of which only the
+ * first MAX_PTR_NAMES are used anyway. */
 static SPF_dns_rr_t *ask(SPF_dns_server_t *s, const char *domain, ns_type type, int count)
 {
 	int budget = 0;
@@ -530,29 +521,25 @@ static SPF_dns_rr_t *ask(SPF_dns_server_t *s, const char *domain, ns_type type, 
 			hit(LIMIT_QUERIES);
 		return fail_rr(s, domain, type);
 	}
-	struct ub_result *res = resolve(domain, type, &budget);
-	if (!res) {
+	struct spf_proto_dns_answer ans;
+	if (resolve(domain, type, &budget, &ans) < 0) {
 		if (budget && count)
 			hit(LIMIT_BUDGET);
 		return fail_rr(s, domain, type);
 	}
-	if (res->bogus || (res->rcode != 0 && res->rcode != 3)) {
-		ub_resolve_free(res);
+	if (moat_dns_temporary((enum moat_dns_status)ans.status) ||
+	    (ans.truncated && !(type == ns_t_mx && ans.nrr > MAX_MX) &&
+	     !(type == ns_t_ptr && ans.nrr >= MAX_PTR_NAMES)))
 		return fail_rr(s, domain, type);
-	}
-	if (res->rcode == 3 || res->nxdomain) {
-		ub_resolve_free(res);
+	if (ans.status == MOAT_DNS_NXDOMAIN)
 		return SPF_dns_rr_new_nxdomain(s, domain);
-	}
-	rr = SPF_dns_rr_new_init(s, domain, type, res->ttl, NETDB_SUCCESS);
-	if (!rr) {
-		ub_resolve_free(res);
+	rr = SPF_dns_rr_new_init(s, domain, type, (int)ans.ttl, NETDB_SUCCESS);
+	if (!rr)
 		return NULL;
-	}
 	int n = 0;
-	for (int i = 0; res->havedata && res->data[i]; i++) {
-		const unsigned char *d = (const unsigned char *)res->data[i];
-		size_t len = (size_t)res->len[i];
+	for (size_t i = 0; i < ans.nrr; i++) {
+		const unsigned char *d = ans.rr[i];
+		size_t len = ans.rrlen[i];
 		char text[TXT_MAX + 1];
 		size_t tl = 0;
 		switch (type) {
@@ -612,7 +599,6 @@ static SPF_dns_rr_t *ask(SPF_dns_server_t *s, const char *domain, ns_type type, 
 	rr->num_rr = n;
 	if (n == 0)
 		rr->herrno = NO_DATA;
-	ub_resolve_free(res);
 	return rr;
 }
 
@@ -1072,7 +1058,7 @@ static void run_check(void)
 
 int spf_worker_main(void)
 {
-	static unsigned char buf[SPF_PROTO_MAX];
+	struct spf_proto_dns_answer stale;
 	char err[128];
 	int configured = 0;
 
@@ -1088,31 +1074,38 @@ int spf_worker_main(void)
 	SPF_debug_handler = on_debug;
 
 	for (;;) {
-		long n = read_frame(buf, sizeof(buf));
+		long n = read_frame(rx, sizeof(rx));
 		if (n == 0)
 			break;
 		if (n < 0) {
 			fprintf(stderr, "moat spf worker: bad frame from moat\n");
 			return 2;
 		}
-		switch (spf_proto_type(buf, (size_t)n)) {
+		switch (spf_proto_type(rx, (size_t)n)) {
 		case SPF_MSG_CONFIG:
-			if (spf_proto_decode_config(buf, (size_t)n, &W.conf, err, sizeof(err)) < 0) {
+			if (spf_proto_decode_config(rx, (size_t)n, &W.conf, err, sizeof(err)) < 0) {
 				fprintf(stderr, "moat spf worker: bad CONFIG: %s\n", err);
 				return 2;
 			}
-			ub_setup();
 			spf_setup();
 			configured = 1;
 			break;
 		case SPF_MSG_CHECK:
 			if (!configured ||
-			    spf_proto_decode_check(buf, (size_t)n, &W.check, err, sizeof(err)) < 0) {
+			    spf_proto_decode_check(rx, (size_t)n, &W.check, err, sizeof(err)) < 0) {
 				fprintf(stderr, "moat spf worker: bad CHECK: %s\n",
 					configured ? err : "before CONFIG");
 				return 2;
 			}
 			run_check();
+			break;
+		case SPF_MSG_DNS_ANSWER:
+			/* the answer to a query the last check gave up on */
+			if (spf_proto_decode_dns_answer(rx, (size_t)n, &stale, rx_rr, rx_rrlen,
+							SPF_DNS_MAX_RR, err, sizeof(err)) < 0) {
+				fprintf(stderr, "moat spf worker: bad DNS_ANSWER: %s\n", err);
+				return 2;
+			}
 			break;
 		default:
 			fprintf(stderr, "moat spf worker: unexpected message type\n");
@@ -1122,7 +1115,5 @@ int spf_worker_main(void)
 	if (W.spf)
 		SPF_server_free(W.spf);
 	free(W.layer);
-	if (W.ub)
-		ub_ctx_delete(W.ub);
 	return 0;
 }

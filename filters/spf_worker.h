@@ -15,15 +15,19 @@
  * threaded process may only call async-signal-safe functions, so the
  * worker is exec'd, not just forked.
  *
- * Why the worker has its own libunbound context (configured from
- * moat's `resolver` section, sent over the socket) instead of bridging
- * libspf2's lookups to the main process's resolver: libspf2 asks one
- * question at a time and waits for each answer inside its evaluation;
- * a bridge would add a round trip per lookup, a second protocol to
- * validate, and a way for a worker to make the main process do DNS
- * work. A private context keeps the worker self-contained, is just as
- * bounded (the worker enforces the per-query timeout and the check's
- * time budget itself), and the two caches only duplicate SPF answers.
+ * Why its lookups go back to the main process (DNS_QUERY / DNS_ANSWER,
+ * spf_proto.h) instead of to a resolver of its own: one cache for every
+ * lookup moat makes (an SPF record fetched for one message is a cache
+ * hit for the next, whichever worker checks it), the shared cache in
+ * Redis reaches SPF records too, and there is one
+ * libunbound context (and its thread) per process instead of one more
+ * per worker. The cost is a round trip on a socketpair per lookup,
+ * small next to the lookup. The worker stays bounded on its own: it
+ * waits for each answer at most the resolver timeout and what is left
+ * of the check's budget, keeps the RFC 7208 lookup limits itself, and
+ * cannot make the main process do more than one lookup at a time (a
+ * new query cancels its previous one, the end of the check cancels the
+ * last).
  */
 #ifndef MOAT_SPF_WORKER_H
 #define MOAT_SPF_WORKER_H

@@ -216,7 +216,7 @@ static void reload(void)
 	g.conf = c;
 	pthread_mutex_unlock(&g.mu);
 	moat_config_unref(old);	/* connections hold their own references */
-	if (spf_pool_apply(g.base, c, 0, err, sizeof(err)) < 0)
+	if (spf_pool_apply(g.base, c, g.resolver, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "milter: reload: spf: %s; the SPF filter's checks end in temperror",
 			 err);
 	moat_filters_activate(c, g.base, g.resolver);
@@ -440,7 +440,7 @@ int milter_main(const char *path, char *const *overrides, size_t noverrides, int
 		moat_log(LOG_ERR, "milter: %s", err);
 		return 1;
 	}
-	if (spf_pool_apply(g.base, g.conf, 0, err, sizeof(err)) < 0)
+	if (spf_pool_apply(g.base, g.conf, g.resolver, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "milter: spf: %s; the SPF filter's checks end in temperror", err);
 	if (moat_store_apply(g.base, g.conf, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "milter: %s", err);

@@ -160,7 +160,7 @@ static int reload(char *why, size_t whylen)
 	moat_metrics_add(MOAT_M_RELOADS, "ok", NULL, 1);
 	if (server_apply_resolver(&g.srv, c, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: %s; the running resolver stays", err);
-	if (spf_pool_apply(g.base, g.srv.conf, 0, err, sizeof(err)) < 0)
+	if (spf_pool_apply(g.base, g.srv.conf, g.srv.resolver, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: spf: %s; the SPF filter's checks end in temperror", err);
 	if (moat_store_apply(g.base, g.srv.conf, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "reload: %s; the running store stays", err);
@@ -391,7 +391,7 @@ int main(int argc, char **argv)
 	milter_proc_apply(g.milter, g.srv.conf);
 	server_probe_all(&g.srv);
 	schedule_probe();
-	if (spf_pool_apply(g.base, g.srv.conf, 0, err, sizeof(err)) < 0)
+	if (spf_pool_apply(g.base, g.srv.conf, g.srv.resolver, 0, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "spf: %s; the SPF filter's checks end in temperror", err);
 	if (moat_store_apply(g.base, g.srv.conf, err, sizeof(err)) < 0)
 		moat_log(LOG_ERR, "%s", err);

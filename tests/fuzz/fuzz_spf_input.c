@@ -2,8 +2,10 @@
  * fuzz_spf_input - libFuzzer target for what moat hands to libspf2 and
  * to its SPF workers: the input bounding and A-label conversion
  * (filters/spf_input.c), the preparation of a check (filters/spf.c
- * spf_prepare) and the worker protocol decoders (filters/spf_proto.c).
- * libspf2 itself is not run (no network in a fuzzer).
+ * spf_prepare) and every decoder of the worker protocol
+ * (filters/spf_proto.c): main -> worker (CONFIG, CHECK, DNS_ANSWER) and
+ * worker -> main (RESULT, DNS_QUERY). libspf2 itself is not run (no
+ * network in a fuzzer).
  *
  * The input's first octet picks the mode; the rest is split at NUL into
  * fields. Checks, abort()ing on violation:
@@ -17,12 +19,16 @@
  *    the buffer;
  *  - sanitised text is printable ASCII of at most 200 octets;
  *  - decoders never read past the payload, and what they accept
- *    re-encodes to the same octets.
+ *    re-encodes to the same octets; a decoded DNS answer's records lie
+ *    inside the payload, number at most SPF_DNS_MAX_RR, and are there
+ *    exactly when its status is OK; a decoded query's name is one a
+ *    query can be made of.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "resolver.h"
 #include "spf.h"
 #include "spf_input.h"
 #include "spf_proto.h"
@@ -77,12 +83,62 @@ static const char *field(char *buf, size_t n, int i)
 	return buf + o;
 }
 
+static void check_answer(const struct spf_proto_dns_answer *a, const unsigned char *p, size_t n)
+{
+	if (a->nrr > SPF_DNS_MAX_RR || (a->status == MOAT_DNS_OK) != (a->nrr > 0) ||
+	    a->status > MOAT_DNS_ERROR || (a->truncated && !a->nrr))
+		abort();
+	for (size_t i = 0; i < a->nrr; i++)
+		if (a->rr[i] < p || a->rrlen[i] > n || a->rr[i] + a->rrlen[i] > p + n)
+			abort();
+}
+
+static void check_query(const struct spf_proto_dns_query *q)
+{
+	size_t n = strlen(q->name), label = 0;
+	if (q->type != MOAT_DNS_A && q->type != MOAT_DNS_AAAA && q->type != MOAT_DNS_TXT &&
+	    q->type != MOAT_DNS_MX && q->type != MOAT_DNS_PTR)
+		abort();
+	check_printable(q->name, SPF_QNAME_MAX);
+	if (n && q->name[n - 1] == '.')
+		n--;
+	if (n == 0 || n > SPF_DOMAIN_MAX)
+		abort();
+	for (size_t i = 0; i <= n; i++) {
+		if (i < n && q->name[i] != '.') {
+			label++;
+			continue;
+		}
+		if (label == 0 || label > SPF_LABEL_MAX)
+			abort();
+		label = 0;
+	}
+}
+
 static void reencode(const unsigned char *p, size_t n, int type)
 {
-	unsigned char out[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	static unsigned char out[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	static const unsigned char *rr[SPF_DNS_MAX_RR];
+	static size_t rl[SPF_DNS_MAX_RR];
 	char err[128];
 	int k = -1;
-	if (type == SPF_MSG_CHECK) {
+	if (type == SPF_MSG_DNS_QUERY) {
+		struct spf_proto_dns_query q;
+		if (spf_proto_decode_dns_query(p, n, &q, err, sizeof(err)) < 0)
+			return;
+		check_query(&q);
+		k = spf_proto_encode_dns_query(&q, out, sizeof(out));
+	} else if (type == SPF_MSG_DNS_ANSWER) {
+		struct spf_proto_dns_answer a;
+		/* half the time with little room for records */
+		size_t max = n % 2 ? SPF_DNS_MAX_RR : 3;
+		if (spf_proto_decode_dns_answer(p, n, &a, rr, rl, max, err, sizeof(err)) < 0)
+			return;
+		if (a.nrr > max)
+			abort();
+		check_answer(&a, p, n);
+		k = spf_proto_encode_dns_answer(&a, out, sizeof(out));
+	} else if (type == SPF_MSG_CHECK) {
 		struct spf_proto_check c;
 		if (spf_proto_decode_check(p, n, &c, err, sizeof(err)) < 0)
 			return;
@@ -106,7 +162,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size < 1 || size > 4 * SPF_PROTO_MAX)
+	if (size < 1 || size > 2 * SPF_PROTO_MAX)
 		return 0;
 	int mode = data[0] % 4;
 	data++;
@@ -173,16 +229,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check_printable(hdr, sizeof(hdr) - 1);
 		}
 	} else {
-		/* a payload for a decoder: CHECK, CONFIG or RESULT */
-		static const int types[] = {SPF_MSG_CHECK, SPF_MSG_CONFIG, SPF_MSG_RESULT};
+		/* a payload for a decoder; in mode 2 a payload's own type
+		 * octet picks its decoder (seeds are plain payloads), mode 3
+		 * hands it to another one */
+		static const int types[] = {SPF_MSG_RESULT, SPF_MSG_DNS_QUERY, SPF_MSG_DNS_ANSWER,
+					    SPF_MSG_CONFIG, SPF_MSG_CHECK};
 		unsigned char *p = malloc(size ? size : 1);
 		if (p) {
 			memcpy(p, data, size);
-			int t = types[((size ? data[0] : 0) + mode) % 3];
+			int t = types[((size ? data[0] : 0) + mode) % 5];
 			if (size)
 				p[0] = (unsigned char)t;	/* mostly the right type */
 			reencode(p, size, t);
-			(void)spf_proto_frame(p, size);
+			long f = spf_proto_frame(p, size, SPF_PROTO_MAX);
+			if (f > 0 && (size < SPF_PROTO_HDR || (size_t)f > size - SPF_PROTO_HDR ||
+				      f > SPF_PROTO_MAX))
+				abort();
+			f = spf_proto_frame(p, size, SPF_PROTO_WORKER_MAX);
+			if (f > SPF_PROTO_WORKER_MAX)
+				abort();
 			free(p);
 		}
 	}

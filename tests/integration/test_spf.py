@@ -37,6 +37,7 @@ build/san/moat, build/san/moatd.
 import concurrent.futures
 import os
 import re
+import signal
 import sys
 import time
 
@@ -45,6 +46,7 @@ from moattest import *  # noqa
 from dnsrig import reverse_ipv6, QTYPE, RCODE
 import spf_suite
 from spf_suite import SpfDNS, moat_spf
+from redisrig import Redis  # noqa
 
 # ---------------------------------------------------------------- allowlist
 
@@ -185,13 +187,18 @@ def own_records():
         (n("mail6"), "AAAA", "2001:db8::30"),
         # the null sender (postmaster@HELO)
         (n("helo"), "TXT", "v=spf1 ip4:192.0.2.50 -all"),
+        # the SPF record among ~14 KB of TXT records (TCP): more than one
+        # 8 KB frame from the main process to the worker
+        (n("bigtxt"), "TXT", "v=spf1 ip4:%s -all" % IN),
     ]
+    for i in range(60):
+        recs.append((n("bigtxt"), "TXT", "filler-%02d-%s" % (i, "x" * 220)))
     for i in range(1, 12):
         recs.append(("l%d.lim.%s" % (i, Z), "TXT", "v=spf1 -all"))
     return recs
 
 
-OWN_RULES = {n("timeout"): "timeout", n("servfail"): "servfail"}
+OWN_RULES = {n("timeout"): "timeout", n("servfail"): "servfail", n("bigtxt"): "truncate"}
 
 _own = None
 
@@ -513,6 +520,16 @@ def test_null_sender_uses_helo():
     ])
 
 
+def test_large_txt_answer():
+    d = own_dns()
+    r = spf(IN, "a@" + n("bigtxt"))
+    expect(r, "pass", what="an SPF record among 61 TXT records (~14 KB, over TCP)")
+    check(d.queries_for(n("bigtxt"), "TXT", transport="tcp"),
+          "no TCP query for %s: the test does not test what it should" % n("bigtxt"))
+    r = spf(OUT, "a@" + n("bigtxt"))
+    expect(r, "fail", what="the same record, another client")
+
+
 def test_type_spf_never_queried():
     d = own_dns()
     r = spf(IN, "alice@" + n("spfonly"))
@@ -778,6 +795,88 @@ def test_proxy_temperror():
 
 
 test_proxy_temperror.timeout = 90
+
+
+def test_proxy_reload_replaces_resolver():
+    """The SPF workers resolve through moatd's resolver: a SIGHUP that
+    changes the resolver section replaces it, a lookup in flight on the
+    retired one still ends its check, and later checks use the new one
+    (a pool left on the retired resolver would use it after it is freed:
+    the sanitizers would say so when the rig stops)."""
+    d = proxy_dns()
+    with srig() as r:
+        c = r.ehlo_client("client.example", source="127.0.0.5")
+        expect_reply(send_ok(c), 250, None, "SPF pass before the reload")
+        c.quit()
+        # a check waiting on a lookup that times out (2 s), over the reload
+        slow = r.ehlo_client("client.example", source="127.0.0.5")
+        t0 = time.time()
+        slow.send(b"MAIL FROM:<sender@tmp.example.org>\r\n")
+        wait_for(lambda: d.queries_for("tmp.example.org"), 5, 0.05,
+                 what="the TXT query for tmp.example.org")
+        r.moatd.extra_conf = "resolver {\n    cache_size = 1048576\n}\n"
+        r.moatd.write_config()
+        r.moatd.signal(signal.SIGHUP)
+        r.moatd.wait_log(r"reloaded: ", timeout=5)
+        expect_reply(slow.reply(timeout=15), 250, None, "MAIL whose lookup spanned the reload")
+        check(time.time() - t0 < 12, "MAIL over the reload took %.1fs" % (time.time() - t0))
+        slow.expect("RSET", 250)
+        slow.quit()
+        # new lookups go out through the new resolver
+        t1 = time.time()
+        c = r.ehlo_client("client.example", source="127.0.0.5")
+        expect_reply(send_ok(c, "sender@soft.example.org"), 250, None, "SPF after the reload")
+        c.quit()
+        m = r.up.wait_messages(2)[-1]
+        check_received_spf(m.body, "pass", "127.0.0.5", "client.example",
+                           "sender@soft.example.org")
+        check([q for q in d.queries_for("soft.example.org", "TXT") if q.time >= t1],
+              "no TXT query for soft.example.org after the reload")
+        # and once more after a second replacement
+        r.moatd.extra_conf = "resolver {\n    cache_size = 2097152\n}\n"
+        r.moatd.write_config()
+        r.moatd.signal(signal.SIGHUP)
+        r.moatd.wait_log(r"reloaded: ", timeout=5, count=2)
+        c = r.ehlo_client("client.example", source="127.0.0.6")
+        expect_reply(send_ok(c), 250, None, "SPF after the second reload")
+        c.quit()
+        m = r.up.wait_messages(3)[-1]
+        check_received_spf(m.body, "fail", "127.0.0.6", "client.example", "sender@example.org")
+
+
+test_proxy_reload_replaces_resolver.timeout = 90
+
+
+def test_proxy_shared_cache_holds_spf_records():
+    """With resolver.shared_cache, the workers' lookups are answers in the
+    store like any other: a second moatd sharing the Redis finds the SPF
+    record there and does not ask DNS for it."""
+    d = proxy_dns()
+    with Redis() as red:
+        ov = ("store.backend=redis", "store.redis_server=127.0.0.1:%d" % red.port,
+              "resolver.shared_cache=yes")
+        with srig(*ov) as r:
+            c = r.ehlo_client("client.example", source="127.0.0.5")
+            expect_reply(send_ok(c, "sender@helo.example.org"), 250, None, "first instance")
+            c.quit()
+            m = r.up.wait_messages(1)[0]
+            check_received_spf(m.body, "fail", "127.0.0.5", "client.example",
+                               "sender@helo.example.org")
+        keys = red.cli("--scan", "--pattern", "*dns:TXT:helo.example.org*").split()
+        check(keys, "no shared-cache entry for helo.example.org TXT in Redis")
+        before = len(d.queries_for("helo.example.org", "TXT"))
+        with srig(*ov) as r:
+            c = r.ehlo_client("client.example", source="127.0.0.5")
+            expect_reply(send_ok(c, "sender@helo.example.org"), 250, None, "second instance")
+            c.quit()
+            m = r.up.wait_messages(1)[0]
+            check_received_spf(m.body, "fail", "127.0.0.5", "client.example",
+                               "sender@helo.example.org")
+        eq(len(d.queries_for("helo.example.org", "TXT")), before,
+           "TXT queries for helo.example.org by the second instance (want the cached answer)")
+
+
+test_proxy_shared_cache_holds_spf_records.timeout = 90
 
 
 def test_proxy_null_sender_checks_helo():

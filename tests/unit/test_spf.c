@@ -1,9 +1,10 @@
 /*
  * test_spf.c - unit tests of the SPF filter's pure parts: input bounding
  * and A-label conversion (filters/spf_input.c), the worker protocol
- * (filters/spf_proto.c: round trips, malformed messages rejected), the
- * result -> symbol/score/action mapping and the Received-SPF text
- * (filters/spf.c), and the `spf` section's configuration errors.
+ * (filters/spf_proto.c: round trips, malformed messages rejected, the
+ * DNS messages and their limits), the result -> symbol/score/action
+ * mapping and the Received-SPF text (filters/spf.c), and the `spf`
+ * section's configuration errors.
  * libspf2 and the worker processes are exercised by
  * tests/integration/test_spf.py.
  */
@@ -14,6 +15,7 @@
 
 #include "config.h"
 #include "filter.h"
+#include "resolver.h"
 #include "spf.h"
 #include "spf_input.h"
 #include "spf_proto.h"
@@ -142,8 +144,10 @@ TEST(proto_round_trips)
 	char err[128];
 	struct spf_proto_check c = a_check(), c2;
 	int n = spf_proto_encode_check(&c, buf, sizeof(buf));
-	CHECK(n > SPF_PROTO_HDR && spf_proto_frame(buf, (size_t)n) == n - SPF_PROTO_HDR);
-	CHECK(spf_proto_frame(buf, (size_t)n - 1) == 0 && spf_proto_frame(buf, 3) == 0);
+	CHECK(n > SPF_PROTO_HDR &&
+	      spf_proto_frame(buf, (size_t)n, SPF_PROTO_MAX) == n - SPF_PROTO_HDR);
+	CHECK(spf_proto_frame(buf, (size_t)n - 1, SPF_PROTO_MAX) == 0 &&
+	      spf_proto_frame(buf, 3, SPF_PROTO_MAX) == 0);
 	CHECK(spf_proto_type(buf + 4, (size_t)n - 4) == SPF_MSG_CHECK);
 	CHECK(spf_proto_decode_check(buf + 4, (size_t)n - 4, &c2, err, sizeof(err)) == 0);
 	CHECK(c2.id == 42 && c2.flags == c.flags && !strcmp(c2.sender, c.sender) &&
@@ -152,14 +156,14 @@ TEST(proto_round_trips)
 	struct spf_proto_config k, k2;
 	memset(&k, 0, sizeof(k));
 	k.timeout_ms = 5000;
-	k.nns = 2;
-	strcpy(k.ns[0], "127.0.0.1:5353");
-	strcpy(k.ns[1], "[::1]:53");
 	strcpy(k.receiver, "mx.example.org");
 	n = spf_proto_encode_config(&k, buf, sizeof(buf));
 	CHECK(n > 0 && spf_proto_decode_config(buf + 4, (size_t)n - 4, &k2, err, sizeof(err)) == 0);
-	CHECK(k2.nns == 2 && !strcmp(k2.ns[1], "[::1]:53") && k2.timeout_ms == 5000 &&
-	      !strcmp(k2.receiver, "mx.example.org"));
+	CHECK(k2.timeout_ms == 5000 && !strcmp(k2.receiver, "mx.example.org"));
+	/* an older worker's or main process's CONFIG: another version */
+	buf[4 + 1 + 3] = 1;
+	CHECK(spf_proto_decode_config(buf + 4, (size_t)n - 4, &k2, err, sizeof(err)) == -1 &&
+	      strstr(err, "version"));
 
 	struct spf_proto_result r, r2;
 	memset(&r, 0, sizeof(r));
@@ -236,9 +240,289 @@ TEST(proto_rejects_malformed)
 	CHECK(n > 0 && spf_proto_decode_result(buf + 4, (size_t)n - 4, &rout, err, sizeof(err)) == -1);
 	/* frame lengths */
 	unsigned char hdr[8] = {0, 0, 0, 0, 1};
-	CHECK(spf_proto_frame(hdr, 8) == -1);
-	hdr[1] = 1;	/* 65536 > SPF_PROTO_MAX */
-	CHECK(spf_proto_frame(hdr, 8) == -1);
+	CHECK(spf_proto_frame(hdr, 8, SPF_PROTO_MAX) == -1);
+	hdr[1] = 1;	/* 65536: the most a main process's frame may hold */
+	CHECK(spf_proto_frame(hdr, 8, SPF_PROTO_MAX) == 0);
+	CHECK(spf_proto_frame(hdr, 8, SPF_PROTO_WORKER_MAX) == -1);
+	hdr[3] = 1;	/* 65537 */
+	CHECK(spf_proto_frame(hdr, 8, SPF_PROTO_MAX) == -1);
+	hdr[1] = 0;
+	hdr[2] = 0x20;	/* 8193: more than a worker sends */
+	CHECK(spf_proto_frame(hdr, 8, SPF_PROTO_WORKER_MAX) == -1 &&
+	      spf_proto_frame(hdr, 8, SPF_PROTO_MAX) == 0);
+}
+
+/* ---- DNS through the main process ---- */
+
+static int dec_answer(const unsigned char *frame, int n, struct spf_proto_dns_answer *a,
+		      const unsigned char **rr, size_t *rl, size_t max, char *err, size_t errlen)
+{
+	return spf_proto_decode_dns_answer(frame + 4, (size_t)n - 4, a, rr, rl, max, err, errlen);
+}
+
+TEST(proto_dns_round_trips)
+{
+	static unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	static const unsigned char *rr[SPF_DNS_MAX_RR];
+	static size_t rl[SPF_DNS_MAX_RR];
+	char err[128];
+
+	struct spf_proto_dns_query q, q2;
+	memset(&q, 0, sizeof(q));
+	q.id = 0xfffffffe;
+	q.type = MOAT_DNS_TXT;
+	strcpy(q.name, "_spf.Example.org.");
+	int n = spf_proto_encode_dns_query(&q, buf, sizeof(buf));
+	CHECK(n > 0 && spf_proto_frame(buf, (size_t)n, SPF_PROTO_WORKER_MAX) == n - 4);
+	CHECK(spf_proto_type(buf + 4, (size_t)n - 4) == SPF_MSG_DNS_QUERY);
+	CHECK(spf_proto_decode_dns_query(buf + 4, (size_t)n - 4, &q2, err, sizeof(err)) == 0);
+	CHECK(q2.id == q.id && q2.type == MOAT_DNS_TXT && !strcmp(q2.name, q.name));
+	/* the longest name: 253 octets and a trailing dot */
+	memset(q.name, 'a', 254);
+	for (int i = 63; i < 253; i += 64)
+		q.name[i] = '.';
+	q.name[253] = '.';
+	q.name[254] = '\0';
+	n = spf_proto_encode_dns_query(&q, buf, sizeof(buf));
+	CHECK(n > 0 && spf_proto_decode_dns_query(buf + 4, (size_t)n - 4, &q2, err, sizeof(err)) == 0 &&
+	      strlen(q2.name) == 254);
+
+	/* an answer: binary records, NULs and 0xff included */
+	static const unsigned char r1[] = {5, 'v', '=', 's', 'p', 'f', 0, 1, 0xff};
+	static const unsigned char r2[] = {0};
+	const unsigned char *recs[] = {r1, r2};
+	size_t lens[] = {sizeof(r1), sizeof(r2)};
+	struct spf_proto_dns_answer a, a2;
+	memset(&a, 0, sizeof(a));
+	a.id = 9;
+	a.status = MOAT_DNS_OK;
+	a.ttl = 3600;
+	a.secure = 1;
+	a.nrr = 2;
+	a.rr = recs;
+	a.rrlen = lens;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n == 4 + 16 + 2 + (int)sizeof(r1) + 2 + (int)sizeof(r2));
+	CHECK(spf_proto_frame(buf, (size_t)n, SPF_PROTO_MAX) == n - 4);
+	CHECK(spf_proto_type(buf + 4, (size_t)n - 4) == SPF_MSG_DNS_ANSWER);
+	CHECK(dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0);
+	CHECK(a2.id == 9 && a2.status == MOAT_DNS_OK && a2.ttl == 3600 && a2.secure == 1 &&
+	      !a2.truncated && a2.rcode == 0 && a2.nrr == 2 && a2.rr == rr && a2.rrlen == rl);
+	CHECK(rl[0] == sizeof(r1) && !memcmp(rr[0], r1, sizeof(r1)) && rl[1] == 1 && rr[1][0] == 0);
+	CHECK(rr[0] >= buf + 4 && rr[1] + rl[1] <= buf + n);	/* inside the payload */
+
+	/* no records: NXDOMAIN, a failure with its rcode */
+	memset(&a, 0, sizeof(a));
+	a.id = 10;
+	a.status = MOAT_DNS_SERVFAIL;
+	a.rcode = 2;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n == 4 + 16 && dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0 &&
+	      a2.status == MOAT_DNS_SERVFAIL && a2.rcode == 2 && a2.nrr == 0);
+	a.status = MOAT_DNS_NXDOMAIN;
+	a.rcode = 3;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n > 0 && dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0 &&
+	      a2.status == MOAT_DNS_NXDOMAIN);
+}
+
+TEST(proto_dns_large_answers)
+{
+	static unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	static const unsigned char *rr[SPF_DNS_MAX_RR + 10], *recs[SPF_DNS_MAX_RR + 10];
+	static size_t rl[SPF_DNS_MAX_RR + 10], lens[SPF_DNS_MAX_RR + 10];
+	static unsigned char big[300];
+	static const unsigned char addr[4] = {192, 0, 2, 1};
+	char err[128];
+	struct spf_proto_dns_answer a, a2;
+
+	/* the A records of a full 64 KB DNS message fit, untruncated */
+	for (size_t i = 0; i < SPF_DNS_MAX_RR + 10; i++) {
+		recs[i] = addr;
+		lens[i] = 4;
+	}
+	memset(&a, 0, sizeof(a));
+	a.status = MOAT_DNS_OK;
+	a.nrr = 4094;
+	a.rr = recs;
+	a.rrlen = lens;
+	int n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n > 0 && dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0 &&
+	      a2.nrr == 4094 && !a2.truncated);
+	/* more than SPF_DNS_MAX_RR: the first ones, marked truncated */
+	a.nrr = SPF_DNS_MAX_RR + 10;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n > 0 && dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0 &&
+	      a2.nrr == SPF_DNS_MAX_RR && a2.truncated);
+	/* more octets than a frame holds (long uncompressed MX names): as
+	 * many as fit, at least the 11 that make MX a permerror */
+	memset(big, 'x', sizeof(big));
+	for (size_t i = 0; i < 400; i++) {
+		recs[i] = big;
+		lens[i] = 259;
+	}
+	a.nrr = 400;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n > 0 && n <= 4 + SPF_PROTO_MAX &&
+	      dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0 &&
+	      a2.truncated && a2.nrr == (SPF_PROTO_MAX - 16) / 261);
+	/* a buffer too small for all: the same, within it */
+	n = spf_proto_encode_dns_answer(&a, buf, 4 + 16 + 3 * 261 + 10);
+	CHECK(n == 4 + 16 + 3 * 261 &&
+	      dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0 &&
+	      a2.truncated && a2.nrr == 3);
+	/* not even one record fits */
+	CHECK(spf_proto_encode_dns_answer(&a, buf, 4 + 16 + 100) == -1);
+	/* the decoder takes no more records than the caller has room for */
+	a.nrr = 5;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	CHECK(n > 0 && dec_answer(buf, n, &a2, rr, rl, 4, err, sizeof(err)) == -1 &&
+	      strstr(err, "too many records") && a2.nrr == 0);
+	CHECK(dec_answer(buf, n, &a2, rr, rl, 5, err, sizeof(err)) == 0 && a2.nrr == 5);
+}
+
+TEST(proto_dns_rejects_malformed)
+{
+	static unsigned char buf[SPF_PROTO_HDR + SPF_PROTO_MAX], copy[SPF_PROTO_HDR + SPF_PROTO_MAX];
+	static const unsigned char *rr[SPF_DNS_MAX_RR];
+	static size_t rl[SPF_DNS_MAX_RR];
+	char err[128];
+	struct spf_proto_dns_query q, q2;
+	struct spf_proto_dns_answer a, a2;
+	struct spf_proto_result res;
+
+	/* queries: every truncation, a trailing octet, the wrong type */
+	memset(&q, 0, sizeof(q));
+	q.id = 1;
+	q.type = MOAT_DNS_A;
+	strcpy(q.name, "mx1.example.org");
+	int n = spf_proto_encode_dns_query(&q, buf, sizeof(buf));
+	size_t pl = (size_t)n - 4;
+	for (size_t k = 0; k < pl; k++)
+		CHECK(spf_proto_decode_dns_query(buf + 4, k, &q2, err, sizeof(err)) == -1);
+	memcpy(copy, buf, (size_t)n);
+	copy[n] = 0;
+	CHECK(spf_proto_decode_dns_query(copy + 4, pl + 1, &q2, err, sizeof(err)) == -1 &&
+	      strstr(err, "trailing"));
+	CHECK(spf_proto_decode_result(buf + 4, pl, &res, err, sizeof(err)) == -1);
+	CHECK(spf_proto_decode_dns_answer(buf + 4, pl, &a2, rr, rl, SPF_DNS_MAX_RR, err,
+					  sizeof(err)) == -1);
+	/* types SPF does not ask for: SPF (99), NS, ANY */
+	static const int types[] = {99, MOAT_DNS_NS, MOAT_DNS_CNAME, 255, 0};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		memcpy(copy, buf, (size_t)n);
+		copy[4 + 1 + 4] = (unsigned char)(types[i] >> 8);
+		copy[4 + 1 + 4 + 1] = (unsigned char)types[i];
+		CHECK(spf_proto_decode_dns_query(copy + 4, pl, &q2, err, sizeof(err)) == -1);
+		q2 = q;
+		q2.type = (uint16_t)types[i];
+		CHECK(spf_proto_encode_dns_query(&q2, buf + 1000, 1000) == -1);
+	}
+	/* names no query is made of, and non-printable octets */
+	static const char *const names[] = {"", ".", "a..b", ".a.b", "a\tb.example",
+					    "a.b\x7f", "a.b..",
+					    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		q2 = q;
+		strcpy(q2.name, names[i]);
+		CHECK(spf_proto_encode_dns_query(&q2, copy, sizeof(copy)) == -1);
+		/* the same, written by hand */
+		size_t l = strlen(names[i]);
+		unsigned char *p = copy + 4;
+		p[0] = SPF_MSG_DNS_QUERY;
+		memset(p + 1, 0, 4);
+		p[5] = 0;
+		p[6] = MOAT_DNS_A;
+		p[7] = (unsigned char)(l >> 8);
+		p[8] = (unsigned char)l;
+		memcpy(p + 9, names[i], l);
+		CHECK(spf_proto_decode_dns_query(p, 9 + l, &q2, err, sizeof(err)) == -1);
+	}
+	/* a string length beyond the name's maximum */
+	memcpy(copy, buf, (size_t)n);
+	copy[4 + 1 + 4 + 2] = 0x01;
+	CHECK(spf_proto_decode_dns_query(copy + 4, pl, &q2, err, sizeof(err)) == -1);
+
+	/* answers */
+	static const unsigned char r1[] = {1, 2, 3, 4}, r2[] = {5, 6, 7, 8};
+	const unsigned char *recs[] = {r1, r2};
+	size_t lens[] = {4, 4};
+	memset(&a, 0, sizeof(a));
+	a.id = 77;
+	a.status = MOAT_DNS_OK;
+	a.ttl = 60;
+	a.nrr = 2;
+	a.rr = recs;
+	a.rrlen = lens;
+	n = spf_proto_encode_dns_answer(&a, buf, sizeof(buf));
+	pl = (size_t)n - 4;
+	CHECK(dec_answer(buf, n, &a2, rr, rl, SPF_DNS_MAX_RR, err, sizeof(err)) == 0);
+	for (size_t k = 0; k < pl; k++)
+		CHECK(spf_proto_decode_dns_answer(buf + 4, k, &a2, rr, rl, SPF_DNS_MAX_RR, err,
+						  sizeof(err)) == -1);
+	memcpy(copy, buf, (size_t)n);
+	copy[n] = 0;
+	CHECK(spf_proto_decode_dns_answer(copy + 4, pl + 1, &a2, rr, rl, SPF_DNS_MAX_RR, err,
+					  sizeof(err)) == -1 && strstr(err, "trailing"));
+	CHECK(spf_proto_decode_dns_query(buf + 4, pl, &q2, err, sizeof(err)) == -1);
+	/* offsets into the payload: id 1, status 5, rcode 6, ttl 8, secure 12,
+	 * truncated 13, count 14, first record's length 16 */
+	struct { size_t at; unsigned char v; } bad[] = {
+		{5, MOAT_DNS_ERROR + 1},	/* status */
+		{5, MOAT_DNS_NODATA},		/* records without OK */
+		{6, 0x10},			/* rcode 4096 */
+		{8, 0x80},			/* TTL 2^31 */
+		{12, 2},			/* secure */
+		{13, 2},			/* truncated */
+		{15, 3},			/* three records announced, two there */
+		{15, 1},			/* one announced: the second is trailing */
+		{15, 0},			/* OK without records */
+		{17, 5},			/* a record longer than it is */
+		{17, 3},			/* one shorter: the rest misread */
+		{16, 0xff},			/* a record past the payload */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memcpy(copy, buf, (size_t)n);
+		copy[4 + bad[i].at] = bad[i].v;
+		CHECK(spf_proto_decode_dns_answer(copy + 4, pl, &a2, rr, rl, SPF_DNS_MAX_RR, err,
+						  sizeof(err)) == -1);
+	}
+	/* too many records for the protocol, whatever the caller's room */
+	memcpy(copy, buf, (size_t)n);
+	copy[4 + 14] = (SPF_DNS_MAX_RR + 1) >> 8;
+	copy[4 + 15] = (SPF_DNS_MAX_RR + 1) & 0xff;
+	CHECK(spf_proto_decode_dns_answer(copy + 4, pl, &a2, rr, rl, SPF_DNS_MAX_RR + 1, err,
+					  sizeof(err)) == -1 && strstr(err, "too many"));
+	/* a failure carrying records, or marked truncated */
+	memcpy(copy, buf, 4 + 16);
+	copy[4 + 5] = MOAT_DNS_TIMEOUT;
+	copy[4 + 14] = copy[4 + 15] = 0;
+	CHECK(spf_proto_decode_dns_answer(copy + 4, 16, &a2, rr, rl, SPF_DNS_MAX_RR, err,
+					  sizeof(err)) == 0 && a2.status == MOAT_DNS_TIMEOUT);
+	copy[4 + 13] = 1;
+	CHECK(spf_proto_decode_dns_answer(copy + 4, 16, &a2, rr, rl, SPF_DNS_MAX_RR, err,
+					  sizeof(err)) == -1);
+	/* a payload longer than SPF_PROTO_MAX */
+	CHECK(spf_proto_decode_dns_answer(buf + 4, SPF_PROTO_MAX + 1, &a2, rr, rl, SPF_DNS_MAX_RR,
+					  err, sizeof(err)) == -1);
+	/* the encoder refuses what it must not send */
+	a.status = MOAT_DNS_NODATA;
+	CHECK(spf_proto_encode_dns_answer(&a, buf, sizeof(buf)) == -1);
+	a.status = MOAT_DNS_OK;
+	a.nrr = 0;
+	CHECK(spf_proto_encode_dns_answer(&a, buf, sizeof(buf)) == -1);
+	a.status = MOAT_DNS_ERROR;
+	a.truncated = 1;
+	CHECK(spf_proto_encode_dns_answer(&a, buf, sizeof(buf)) == -1);
+	a.truncated = 0;
+	a.rcode = 4096;
+	CHECK(spf_proto_encode_dns_answer(&a, buf, sizeof(buf)) == -1);
+	a.rcode = 0;
+	a.status = MOAT_DNS_ERROR + 1;
+	CHECK(spf_proto_encode_dns_answer(&a, buf, sizeof(buf)) == -1);
+	/* a RESULT larger than a worker may send is refused both ways */
+	CHECK(spf_proto_decode_result(buf + 4, SPF_PROTO_WORKER_MAX + 1, &res, err,
+				      sizeof(err)) == -1);
 }
 
 /* ---- results ---- */
@@ -522,6 +806,9 @@ int main(void)
 	RUN(text_sanitized);
 	RUN(proto_round_trips);
 	RUN(proto_rejects_malformed);
+	RUN(proto_dns_round_trips);
+	RUN(proto_dns_large_answers);
+	RUN(proto_dns_rejects_malformed);
 	RUN(mapping);
 	RUN(received_spf_text);
 	RUN(record_syntax);
