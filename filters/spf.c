@@ -23,9 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nelem.h"
 #include "spf_pool.h"
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 
 /* ---- preparing a check ---- */
