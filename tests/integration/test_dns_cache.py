@@ -14,7 +14,10 @@ real redis-server and a DNS server that counts the queries it gets
     lookups go to DNS after the store's deadline and mail flows;
   - the metrics count the hits and the stores;
   - answers live no longer than their TTL, in the resolver's table of hot
-    answers and in Redis: a listing removed from DNS stops counting.
+    answers and in Redis: a listing removed from DNS stops counting;
+  - the whole inbound pipeline (DNS list, SPF in its worker processes,
+    DKIM key, DMARC record): a second instance verifies the same signed
+    message to the same results with no DNS query of its own.
 
 Clients play hosts by binding 127.0.0.x source addresses (TESTRIG trap
 15). Names are under .example (libunbound answers test. itself).
@@ -31,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from moattest import *  # noqa
 from dnsrig import FaultDNS, dnsbl_records, dnsbl_name  # noqa
 from redisrig import Redis  # noqa
+from dkimrig import DkimKeys  # noqa
 
 LISTED = "127.0.0.5"
 CLEAN = "127.0.0.20"
@@ -185,6 +189,75 @@ def test_answers_expire_with_their_ttl():
             time.sleep(3.2)
             passes(a, source=LISTED)
             eq(asked(dns, LISTED), 2, "DNS asked again once the TTL ran out")
+
+
+KEYS = DkimKeys()
+PIPELINE_NAMES = [("reject.example", "TXT"), ("_dmarc.reject.example", "TXT"),
+                  ("s1._domainkey.reject.example", "TXT"),
+                  (dnsbl_name(LISTED, "bl.example"), "A")]
+
+
+def prig(dns, red):
+    r = Rig(overrides=["store.backend=redis", "store.redis_server=127.0.0.1:%d" % red.port,
+                       "store.timeout_ms=300"])
+    r.moatd.extra_conf = "\n".join([
+        'filters = {"dnsbl", "spf", "dkim", "dmarc"}',
+        "resolver {",
+        '    nameservers = {"%s"}' % dns.address,
+        "    timeout = 3",
+        "    shared_cache = yes",
+        "}",
+        "dnsbl {",
+        "    zone bl.example { action = \"score\" }",
+        "}",
+    ])
+    r.moatd.write_config()
+    return r
+
+
+def ar_of(m):
+    head = m.body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    return " ".join(re.sub(r"\r\n[ \t]+", " ", v) for v in re.findall(
+        r"(?im)^Authentication-Results:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head))
+
+
+def deliver(r, source):
+    body = KEYS.sign(make_body(headers=[
+        "From: Alice <alice@reject.example>", "To: Bob <bob@example.net>", "Subject: figures",
+        "Date: Fri, 27 Nov 2026 12:00:00 +0000",
+        "Message-ID: <%d.%d@reject.example>" % (os.getpid(), time.time_ns())],
+        body_lines=["Hello Bob,", "", "the figures."]), "s1", "reject.example", "rsa")
+    c = r.ehlo_client("mail.client.example", source=source)
+    rep = c.send_message(body, mail_from="alice@reject.example")
+    expect_reply(rep, 250, None, "signed message from %s" % source)
+    c.quit()
+    m = r.up.wait_messages(1, timeout=10)[-1]
+    ar = ar_of(m)
+    for want in ("spf=pass smtp.mailfrom=reject.example", "dkim=pass header.d=reject.example",
+                 "dmarc=pass"):
+        check(want in ar, "%r in Authentication-Results %r" % (want, ar))
+    return m
+
+
+def test_whole_pipeline_second_instance_asks_no_dns():
+    recs = RECORDS + [("reject.example", "TXT", "v=spf1 ip4:%s -all" % LISTED),
+                      ("_dmarc.reject.example", "TXT", "v=DMARC1; p=reject"),
+                      KEYS.publish("s1._domainkey.reject.example", "rsa")]
+    with Redis() as red, FaultDNS(recs) as dns:
+        with prig(dns, red) as a:
+            healthy(a)
+            deliver(a, LISTED)
+            first = {n: len(dns.queries_for(n, t)) for n, t in PIPELINE_NAMES}
+            eq(first, {n: 1 for n, _ in PIPELINE_NAMES}, "DNS queries per name after instance a")
+            for n, t in PIPELINE_NAMES:
+                check(red.cli("EXISTS", "moat:dns:%s:%s" % (t, n.rstrip("."))) == "1",
+                      "moat:dns:%s:%s in Redis" % (t, n))
+        with prig(dns, red) as b:
+            healthy(b)
+            m = deliver(b, LISTED)
+            check("DNSBL" in m.body.decode("utf-8", "replace"), "the DNS list hit scored by b")
+            now = {n: len(dns.queries_for(n, t)) for n, t in PIPELINE_NAMES}
+            eq(now, first, "DNS queries per name after instance b (all from Redis)")
 
 
 if __name__ == "__main__":
