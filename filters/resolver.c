@@ -57,6 +57,7 @@ struct moat_dns_query {
 	struct moat_store_op *sop;	/* the pending GET */
 	char *hot;			/* a hot answer to deliver (encoded) */
 	size_t hotlen;
+	long deadline_ms;		/* the query's own deadline */
 	struct event *timer;
 	moat_dns_cb cb;
 	void *arg;
@@ -72,6 +73,7 @@ struct moat_resolver {
 	long timeout;
 	int shared_cache;
 	long shared_cache_max_ttl;
+	int validating;			/* a trust anchor is configured */
 	struct moat_dns_query *queries;
 	struct moat_resolver_stats stats;
 	int retired;
@@ -80,6 +82,7 @@ struct moat_resolver {
 
 /* A recent answer, encoded as the shared cache keeps it. */
 #define HOT_SLOTS 1024
+#define HOT_MAX_TTL 604800	/* seconds; libunbound's cache-max-ttl is a day */
 struct hot_answer {
 	char *key;		/* cache_key() */
 	char *value;
@@ -244,6 +247,7 @@ struct moat_resolver *moat_resolver_new(struct event_base *base,
 	}
 	r->timeout = conf->timeout > 0 ? conf->timeout : 5;
 	r->shared_cache = conf->shared_cache;
+	r->validating = conf->trust_anchor && *conf->trust_anchor;
 	r->shared_cache_max_ttl = conf->shared_cache_max_ttl > 0 ? conf->shared_cache_max_ttl : 3600;
 	snprintf(val, sizeof(val), "%ld", conf->cache_size > 0 ? conf->cache_size : 4194304);
 	if (set_opt(r->ub, "msg-cache-size:", val, err, errlen) < 0 ||
@@ -668,16 +672,21 @@ int moat_dns_cache_decode(const char *value, size_t len, struct moat_dns_cached 
 }
 
 /* "dns:TYPE:name" (lower case, no final dot) into buf; -1 if it does
- * not fit. */
-static int cache_key(const struct moat_dns_query *q, char *buf, size_t len)
+ * not fit. A validating resolver (trust_anchor) keeps its answers apart,
+ * under "dnssec:": it must not take an answer a resolver that does not
+ * validate let through. */
+static int cache_key(const struct moat_resolver *r, const struct moat_dns_query *q, char *buf,
+		     size_t len)
 {
+	const char *ns = r->validating ? "dnssec" : "dns";
+	const char *type = moat_dns_type_name(q->type);
 	size_t nl = strlen(q->name);
 	if (nl > 1 && q->name[nl - 1] == '.')
 		nl--;
-	int n = snprintf(buf, len, "dns:%s:%.*s", moat_dns_type_name(q->type), (int)nl, q->name);
+	int n = snprintf(buf, len, "%s:%s:%.*s", ns, type, (int)nl, q->name);
 	if (n < 0 || (size_t)n >= len)
 		return -1;
-	ascii_lower_str(buf + 4 + strlen(moat_dns_type_name(q->type)) + 1);
+	ascii_lower_str(buf + strlen(ns) + 1 + strlen(type) + 1);
 	return 0;
 }
 
@@ -692,15 +701,14 @@ static struct moat_store *cache_store(const struct moat_resolver *r)
  * answer with a TTL, never a failure, never a DNSSEC-bogus one. */
 static int cacheable(const struct raw_answer *raw)
 {
-	return !raw->bogus && raw->ttl > 0 &&
+	return !raw->bogus && raw->ttl > 0 && raw->n <= CACHE_MAX_RECORDS &&
 	       (raw->status == MOAT_DNS_NXDOMAIN || raw->status == MOAT_DNS_NODATA ||
 		(raw->status == MOAT_DNS_OK && raw->n > 0));
 }
 
-static char *encode(const struct raw_answer *raw, long ttl, size_t *len)
+static char *encode(const struct raw_answer *raw, long long expires, size_t *len)
 {
-	struct moat_dns_cached c = {raw->status, raw->rcode, raw->secure,
-				    (long long)time(NULL) + ttl};
+	struct moat_dns_cached c = {raw->status, raw->rcode, raw->secure, expires};
 	return moat_dns_cache_encode(&c, raw->status == MOAT_DNS_OK ? raw->n : 0,
 				     (const unsigned char *const *)raw->rd, raw->rdlen, len);
 }
@@ -752,18 +760,19 @@ static void cache_put(struct moat_dns_query *q, const struct raw_answer *raw)
 {
 	struct moat_resolver *r = q->r;
 	struct moat_store *s = cache_store(r);
+	long long now = (long long)time(NULL);	/* one reading for both */
 	char key[320];
 	size_t len;
-	if (!cacheable(raw) || cache_key(q, key, sizeof(key)) < 0)
+	if (!cacheable(raw) || cache_key(r, q, key, sizeof(key)) < 0)
 		return;
-	char *v = encode(raw, raw->ttl, &len);
+	char *v = encode(raw, now + raw->ttl, &len);
 	if (v)
-		hot_put(r, key, v, len, (long long)time(NULL) + raw->ttl);
+		hot_put(r, key, v, len, now + raw->ttl);
 	free(v);
 	if (!s)
 		return;
 	long ttl = raw->ttl < r->shared_cache_max_ttl ? raw->ttl : r->shared_cache_max_ttl;
-	if (!(v = encode(raw, ttl, &len)))
+	if (!(v = encode(raw, now + ttl, &len)))
 		return;
 	if (moat_store_set(s, key, v, len, ttl, NULL, NULL))
 		r->stats.cache_stores++;
@@ -846,6 +855,11 @@ static int deliver_encoded(struct moat_dns_query *q, const char *value, size_t l
 	int n = moat_dns_cache_decode(value, len, &c, rd, rdlen, CACHE_MAX_RECORDS);
 	if (n < 0 || c.expires <= now)
 		return -1;
+	/* another host's clock, or a value not of moat's: never longer than
+	 * this resolver would keep it */
+	long long max = now + (shared ? q->r->shared_cache_max_ttl : HOT_MAX_TTL);
+	if (c.expires > max)
+		c.expires = max;
 	struct raw_answer raw;
 	memset(&raw, 0, sizeof(raw));
 	raw.status = c.status;
@@ -858,7 +872,7 @@ static int deliver_encoded(struct moat_dns_query *q, const char *value, size_t l
 	raw.rdlen = rdlen;
 	if (shared) {
 		char key[320];
-		if (cache_key(q, key, sizeof(key)) == 0)
+		if (cache_key(q->r, q, key, sizeof(key)) == 0)
 			hot_put(q->r, key, value, len, c.expires);
 	}
 	deliver(q, &raw);
@@ -893,8 +907,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	if (q->hot) {		/* a hot answer, delivered from the loop */
 		char *v = q->hot;
 		q->hot = NULL;
-		if (deliver_encoded(q, v, q->hotlen, 0) < 0)
-			start_ub(q);	/* cannot happen: it was checked */
+		if (deliver_encoded(q, v, q->hotlen, 0) < 0) {
+			/* it expired meanwhile: a lookup after all, with its deadline */
+			struct timeval tv = {q->deadline_ms / 1000, (q->deadline_ms % 1000) * 1000};
+			evtimer_add(q->timer, &tv);
+			start_ub(q);
+		}
 		free(v);
 		return;
 	}
@@ -941,16 +959,17 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 	r->queries = q;
 	r->stats.in_flight++;
 	r->stats.queries++;
-	if (cache_key(q, key, sizeof(key)) == 0 && (q->hot = hot_get(r, key, &q->hotlen))) {
+	long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
+	q->deadline_ms = ms;
+	if (cache_key(r, q, key, sizeof(key)) == 0 && (q->hot = hot_get(r, key, &q->hotlen))) {
 		struct timeval now = {0, 0};
 		evtimer_add(q->timer, &now);
 		return q;
 	}
-	long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(q->timer, &tv);
 	struct moat_store *s = cache_store(r);
-	if (s && cache_key(q, key, sizeof(key)) == 0) {
+	if (s && cache_key(r, q, key, sizeof(key)) == 0) {
 		q->store = s;
 		q->sop = moat_store_get(s, key, on_cached, q);
 		if (q->sop)

@@ -191,6 +191,31 @@ def test_answers_expire_with_their_ttl():
             eq(asked(dns, LISTED), 2, "DNS asked again once the TTL ran out")
 
 
+def resp_set(red, k, value, ex):
+    """SET with a binary value (redis-cli cannot pass NUL octets)."""
+    import socket
+    parts = [b"SET", k.encode(), value, b"EX", str(ex).encode()]
+    cmd = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+    with socket.create_connection(("127.0.0.1", red.port), timeout=5) as so:
+        so.sendall(cmd)
+        eq(so.recv(100), b"+OK\r\n", "SET reply")
+
+
+def test_far_expiry_from_redis_capped():
+    # another host's clock (or a hand-made value) says "valid for ages":
+    # this instance keeps it no longer than its shared_cache_max_ttl
+    with Redis() as red, FaultDNS(dnsbl_records("bl.example", {})) as dns:
+        resp_set(red, key(LISTED), b"moat-dns 1 ok 0 0 99999999999999\n4:\x7f\x00\x00\x02\n", 300)
+        with crig(dns, red, extra=["resolver.shared_cache_max_ttl=2"]) as a:
+            healthy(a)
+            listed(a)                                   # the planted listing
+            eq(asked(dns, LISTED), 0, "answered from Redis")
+            red.cli("DEL", key(LISTED))
+            time.sleep(3.2)
+            passes(a, source=LISTED)                    # DNS says: not listed
+            eq(asked(dns, LISTED), 1, "DNS asked once the capped entry ran out")
+
+
 KEYS = DkimKeys()
 PIPELINE_NAMES = [("reject.example", "TXT"), ("_dmarc.reject.example", "TXT"),
                   ("s1._domainkey.reject.example", "TXT"),
