@@ -41,6 +41,7 @@
 #include "metrics_http.h"
 #include "milter.h"
 #include "privilege.h"
+#include "resolver.h"
 #include "server.h"
 #include "spf_pool.h"
 #include "spf_worker.h"
@@ -404,6 +405,10 @@ int main(int argc, char **argv)
 	milter_proc_free(g.milter);
 
 	spf_pool_shutdown();
+	/* the resolver before the store: a lookup may wait for the shared
+	 * cache, and a store op not yet sent is freed without its callback */
+	moat_resolver_free(g.srv.resolver);
+	g.srv.resolver = NULL;
 	moat_store_shutdown();	/* answers what waits, the control socket's too */
 	control_free(g.control);
 	metrics_http_free(g.metrics);
