@@ -262,7 +262,7 @@ static int resolve(const char *name, int type, int *budget_out, struct spf_proto
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long spent = (long)(now.tv_sec - start.tv_sec) * 1000 +
 			     (now.tv_nsec - start.tv_nsec) / 1000000;
-		long wait = (long)W.conf.timeout_ms - spent;
+		long wait = (long)W.conf.timeout_ms + 1000 - spent;	/* the main process answers by its own deadline, which starts a little later */
 		left = ms_left();
 		if (left < wait)
 			wait = left;
