@@ -36,6 +36,8 @@ const char *moat_from_problem(enum moat_from_status st)
 		return "the From header field holds more than one address";
 	case MOAT_FROM_NO_DOMAIN:
 		return "the From address has no domain";
+	case MOAT_FROM_TOO_LONG:
+		return "the From header field is too long to be read (over 4096 octets)";
 	default:
 		return "the domain of the From address is not a valid domain name";
 	}
@@ -111,6 +113,8 @@ enum moat_from_status moat_from_value(const char *value, size_t vlen, struct moa
 	char piece[MAX_VALUE + 1];
 
 	none(out, MOAT_FROM_OK);
+	if (vlen > MAX_VALUE)	/* a prefix could name another domain */
+		return MOAT_FROM_TOO_LONG;
 	/* blank comments and quoted strings; folding and controls become spaces */
 	for (size_t i = 0; i < vlen && o < MAX_VALUE; i++) {
 		char c = value[i];

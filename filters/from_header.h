@@ -27,6 +27,8 @@ enum moat_from_status {
 	MOAT_FROM_NO_DOMAIN,		/* an address without '@domain' */
 	MOAT_FROM_BAD_DOMAIN,		/* a domain that is no valid DNS name (a literal,
 					 * a single label...) */
+	MOAT_FROM_TOO_LONG,		/* a value longer than moat reads (4096 octets):
+					 * never judged by a prefix of it */
 };
 
 /* The address found; both members are "" unless the status is OK. */
@@ -49,7 +51,7 @@ enum moat_from_status moat_from_message(const struct moat_message *m, struct moa
 enum moat_from_status moat_from_block(const char *head, size_t hlen, struct moat_from *out);
 
 /* The same for the value of one From field (after the colon, folding
- * included). Values longer than 4096 octets are read up to there. */
+ * included). A value longer than 4096 octets is MOAT_FROM_TOO_LONG. */
 enum moat_from_status moat_from_value(const char *value, size_t vlen, struct moat_from *out);
 
 /* What went wrong, for a reply text and the log: "the message has no

@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check(enum moat_from_status st, const struct moat_from *f)
 {
 	const char *p = moat_from_problem(st);
-	if (st < MOAT_FROM_OK || st > MOAT_FROM_BAD_DOMAIN || !p)
+	if (st < MOAT_FROM_OK || st > MOAT_FROM_TOO_LONG || !p)
 		abort();
 	size_t dl = strnlen(f->domain, sizeof(f->domain)), ll = strnlen(f->local, sizeof(f->local));
 	if (dl >= sizeof(f->domain) || ll >= sizeof(f->local))

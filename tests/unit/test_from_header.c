@@ -49,6 +49,17 @@ TEST(from_values)
 	CHECK(from(" alice@[192.0.2.1]") == MOAT_FROM_BAD_DOMAIN);
 	CHECK(from(" alice@localhost") == MOAT_FROM_BAD_DOMAIN);
 	CHECK(from(" alice@exa mple.org") == MOAT_FROM_BAD_DOMAIN);
+	{
+		/* a comment pushing the domain past what is read: no prefix
+		 * ("x@paypal.co") may stand for the address */
+		static char v[4200];
+		memset(v, 0, sizeof(v));
+		v[0] = ' ';
+		v[1] = '(';
+		memset(v + 2, 'c', 4082);
+		strcat(v, ") x@paypal.com");
+		CHECK(from(v) == MOAT_FROM_TOO_LONG);
+	}
 	CHECK(f.domain[0] == '\0' && f.local[0] == '\0');
 }
 
