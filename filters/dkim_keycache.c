@@ -20,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
+
 struct entry {
 	char *text;
 	size_t len;
@@ -34,16 +36,6 @@ static struct {
 	unsigned long long tick, hits, misses;
 } C = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static uint64_t fnv1a(const char *s, size_t n)
-{
-	uint64_t h = 14695981039346656037ULL;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 /* A copy of rec with a reference of its own. */
 static void hand_out(const struct dkim_keyrec *rec, struct dkim_keyrec *out)
 {
@@ -55,7 +47,7 @@ int dkim_keycache_parse(const char *txt, size_t len, struct dkim_keyrec *out, co
 {
 	if (len > DKIM_KEYCACHE_TEXT_MAX)
 		return dkim_keyrec_parse(txt, len, out, why);
-	uint64_t h = fnv1a(txt, len);
+	uint64_t h = moat_fnv1a(txt, len);
 
 	pthread_mutex_lock(&C.lock);
 	for (size_t i = 0; i < DKIM_KEYCACHE_SLOTS; i++) {

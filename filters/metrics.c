@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fnv.h"
 #include "msglog.h"
 #include "recent.h"
 
@@ -83,13 +84,9 @@ static int primed;
 
 static unsigned long hash(enum moat_metric m, const char *l1, const char *l2)
 {
-	unsigned long h = 2166136261UL ^ (unsigned long)m;
-	for (const char *p = l1; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619UL;
-	h = (h ^ 0xff) * 16777619UL;
-	for (const char *p = l2; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619UL;
-	return h;
+	uint64_t h = moat_fnv1a_add(MOAT_FNV1A_BASIS ^ (uint64_t)m, l1, strlen(l1));
+	h = moat_fnv1a_add(h, "\xff", 1);
+	return (unsigned long)moat_fnv1a_add(h, l2, strlen(l2));
 }
 
 static struct series *lookup(enum moat_metric m, const char *a, const char *b);

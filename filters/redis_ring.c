@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
+
 struct point {
 	uint64_t h;
 	size_t server;
@@ -24,10 +26,8 @@ struct redis_ring {
 
 uint64_t redis_ring_hash(const void *data, size_t len)
 {
-	const unsigned char *s = data;
-	uint64_t h = 1469598103934665603ull;
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ s[i]) * 1099511628211ull;
+	/* this basis (not FNV's own) decides where keys live: keep it */
+	uint64_t h = moat_fnv1a_add(1469598103934665603ull, data, len);
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdull;
 	h ^= h >> 33;

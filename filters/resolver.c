@@ -43,6 +43,7 @@
 #include <unbound.h>
 
 #include "ascii.h"
+#include "fnv.h"
 #include "log.h"
 #include "store.h"
 #include "store_conf.h"
@@ -715,10 +716,7 @@ static char *encode(const struct raw_answer *raw, long long expires, size_t *len
 
 static struct hot_answer *hot_slot(struct moat_resolver *r, const char *key)
 {
-	uint32_t h = 2166136261u;
-	for (const char *p = key; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	return &r->hot[h % HOT_SLOTS];
+	return &r->hot[moat_fnv1a(key, strlen(key)) % HOT_SLOTS];
 }
 
 /* Keeps an encoded answer (value, len; copied) valid until expires. */

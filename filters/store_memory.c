@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fnv.h"
 #include "store.h"
 
 struct entry {
@@ -55,10 +56,7 @@ static time_t now_sec(void)
 
 static uint64_t hash(const char *s)
 {
-	uint64_t h = 1469598103934665603ull;	/* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
+	return moat_fnv1a(s, strlen(s));
 }
 
 static void lru_unlink(struct mem_store *m, struct entry *e)

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "fnv.h"
 
 #define NBUCKETS 4096
 
@@ -120,10 +121,8 @@ size_t client_limits_count(const struct client_limits *cl)
 
 static size_t hash(const struct client_key *k)
 {
-	uint32_t h = 2166136261u ^ k->family;	/* FNV-1a */
-	for (size_t i = 0; i < sizeof(k->addr); i++)
-		h = (h ^ k->addr[i]) * 16777619u;
-	return h % NBUCKETS;
+	return moat_fnv1a_add(MOAT_FNV1A_BASIS ^ (uint64_t)k->family, k->addr, sizeof(k->addr)) %
+	       NBUCKETS;
 }
 
 static int idle(const struct entry *e, time_t now)
