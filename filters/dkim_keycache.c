@@ -36,6 +36,17 @@ static struct {
 	unsigned long long tick, hits, misses;
 } C = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* The entry holding txt (hash h), or NULL. Under the lock. */
+static struct entry *find(uint64_t h, const char *txt, size_t len)
+{
+	for (size_t i = 0; i < DKIM_KEYCACHE_SLOTS; i++) {
+		struct entry *e = &C.e[i];
+		if (e->used && e->hash == h && e->len == len && memcmp(e->text, txt, len) == 0)
+			return e;
+	}
+	return NULL;
+}
+
 /* A copy of rec with a reference of its own. */
 static void hand_out(const struct dkim_keyrec *rec, struct dkim_keyrec *out)
 {
@@ -50,15 +61,13 @@ int dkim_keycache_parse(const char *txt, size_t len, struct dkim_keyrec *out, co
 	uint64_t h = moat_fnv1a(txt, len);
 
 	pthread_mutex_lock(&C.lock);
-	for (size_t i = 0; i < DKIM_KEYCACHE_SLOTS; i++) {
-		struct entry *e = &C.e[i];
-		if (e->used && e->hash == h && e->len == len && memcmp(e->text, txt, len) == 0) {
-			e->used = ++C.tick;
-			C.hits++;
-			hand_out(&e->rec, out);
-			pthread_mutex_unlock(&C.lock);
-			return 0;
-		}
+	struct entry *hit = find(h, txt, len);
+	if (hit) {
+		hit->used = ++C.tick;
+		C.hits++;
+		hand_out(&hit->rec, out);
+		pthread_mutex_unlock(&C.lock);
+		return 0;
 	}
 	C.misses++;
 	pthread_mutex_unlock(&C.lock);
@@ -72,15 +81,12 @@ int dkim_keycache_parse(const char *txt, size_t len, struct dkim_keyrec *out, co
 	memcpy(copy, txt, len);
 
 	pthread_mutex_lock(&C.lock);
-	struct entry *victim = &C.e[0];
-	for (size_t i = 0; i < DKIM_KEYCACHE_SLOTS; i++) {
-		struct entry *e = &C.e[i];
-		if (e->used && e->hash == h && e->len == len && memcmp(e->text, txt, len) == 0) {
-			victim = NULL;	/* another thread kept it meanwhile */
-			break;
-		}
-		if (e->used < victim->used)
-			victim = e;
+	struct entry *victim = NULL;
+	if (!find(h, txt, len)) {	/* else another thread kept it meanwhile */
+		victim = &C.e[0];
+		for (size_t i = 1; i < DKIM_KEYCACHE_SLOTS; i++)
+			if (C.e[i].used < victim->used)
+				victim = &C.e[i];
 	}
 	if (victim) {
 		free(victim->text);
