@@ -1083,6 +1083,20 @@ def make_body(headers=None, body_lines=None, subject="test"):
 
 # ---------------------------------------------------------------- runner
 
+def header_values(body, name):
+    """The unfolded values of every field `name` in the header block of a
+    message (bytes, CRLF), in order."""
+    head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    return [re.sub(r"\r\n[ \t]+", " ", v).strip() for v in re.findall(
+        r"(?im)^%s:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)" % re.escape(name), head)]
+
+
+def header_value(body, name):
+    """The unfolded value of the first field `name`, or None."""
+    v = header_values(body, name)
+    return v[0] if v else None
+
+
 def run_tests(module_globals, timeout_per_test=60):
     """Runs every test_* function of the calling module in definition
     order (or those named on the command line); prints 'ok NAME' or

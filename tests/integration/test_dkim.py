@@ -85,11 +85,6 @@ def head_of(body):
     return body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
 
 
-def header_values(body, name):
-    return [re.sub(r"\r\n[ \t]+", " ", v).strip() for v in re.findall(
-        r"(?im)^%s:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)" % re.escape(name), head_of(body))]
-
-
 def message(frm="Alice <alice@example.org>", extra=(), body_lines=None):
     return make_body(headers=["From: %s" % frm, "To: Bob <bob@example.net>",
                               "Subject: quarterly figures",

@@ -108,12 +108,6 @@ def send(c, body, mail_from):
     return c.reply(timeout=20)
 
 
-def header_values(body, name):
-    head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    return [re.sub(r"\r\n[ \t]+", " ", v).strip() for v in re.findall(
-        r"(?im)^%s:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)" % re.escape(name), head)]
-
-
 def ar_of(m):
     return " ".join(header_values(m.body, "Authentication-Results"))
 

@@ -241,9 +241,7 @@ def prig(dns, red):
 
 
 def ar_of(m):
-    head = m.body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    return " ".join(re.sub(r"\r\n[ \t]+", " ", v) for v in re.findall(
-        r"(?im)^Authentication-Results:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head))
+    return " ".join(header_values(m.body, "Authentication-Results"))
 
 
 def deliver(r, source):

@@ -136,12 +136,6 @@ def healthy(r, zones_ok=("bl.example",), broken=()):
         r.moatd.wait_log(r"dnsbl: zone %s is broken" % re.escape(z), timeout=8)
 
 
-def header_value(body, name):
-    head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    m = re.search(r"(?im)^%s:[ \t]*(.*(?:\r\n[ \t].*)*)" % re.escape(name), head)
-    return re.sub(r"\r\n[ \t]+", " ", m.group(1)).strip() if m else None
-
-
 def msg_lines(r, n, timeout=5.0):
     wait_for(lambda: len(r.moatd.msg_lines()) >= n, timeout, what="%d msg line(s)" % n)
     return r.moatd.msg_lines()

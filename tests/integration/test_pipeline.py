@@ -65,13 +65,6 @@ def transaction(c, mail_from="sender@example.org", rcpts=("rcpt@example.net",), 
     return c.reply()
 
 
-def header_value(body, name):
-    """The unfolded value of the first field `name` of a message, or None."""
-    head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    m = re.search(r"(?im)^%s:[ \t]*(.*(?:\r\n[ \t].*)*)" % re.escape(name), head)
-    return re.sub(r"\r\n[ \t]+", " ", m.group(1)).strip() if m else None
-
-
 def split_head(body):
     head, _, rest = body.partition(b"\r\n\r\n")
     return head.split(b"\r\n"), rest

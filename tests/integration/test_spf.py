@@ -625,12 +625,6 @@ def srig(*extra):
                           "resolver.timeout=2"] + list(extra))
 
 
-def header_value(body, name):
-    head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
-    m = re.search(r"(?im)^%s:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)" % re.escape(name), head)
-    return re.sub(r"\r\n[ \t]+", " ", m.group(1)).strip() if m else None
-
-
 def header_count(body, name):
     head = body.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
     return len(re.findall(r"(?im)^%s:" % re.escape(name), head))
