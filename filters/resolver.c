@@ -56,6 +56,7 @@ struct moat_dns_query {
 	int refused;		/* libunbound refused it: reported from the timer */
 	struct moat_store *store;	/* asked for a cached answer: */
 	struct moat_store_op *sop;	/* the pending GET */
+	char *key;			/* cache_key(), or NULL: not kept */
 	char *hot;			/* a hot answer to deliver (encoded) */
 	size_t hotlen;
 	long deadline_ms;		/* the query's own deadline */
@@ -336,6 +337,7 @@ static void query_free(struct moat_dns_query *q)
 	if (q->sop)
 		moat_store_cancel(q->store, q->sop);
 	free(q->hot);
+	free(q->key);
 	if (q->timer)
 		event_free(q->timer);
 	free(q->name);
@@ -672,23 +674,24 @@ int moat_dns_cache_decode(const char *value, size_t len, struct moat_dns_cached 
 	return (int)n;
 }
 
-/* "dns:TYPE:name" (lower case, no final dot) into buf; -1 if it does
- * not fit. A validating resolver (trust_anchor) keeps its answers apart,
+/* "dns:TYPE:name" (lower case, no final dot), malloc'ed; NULL if out of
+ * memory. A validating resolver (trust_anchor) keeps its answers apart,
  * under "dnssec:": it must not take an answer a resolver that does not
  * validate let through. */
-static int cache_key(const struct moat_resolver *r, const struct moat_dns_query *q, char *buf,
-		     size_t len)
+static char *cache_key(const struct moat_resolver *r, const char *name, int type)
 {
 	const char *ns = r->validating ? "dnssec" : "dns";
-	const char *type = moat_dns_type_name(q->type);
-	size_t nl = strlen(q->name);
-	if (nl > 1 && q->name[nl - 1] == '.')
+	const char *tname = moat_dns_type_name(type);
+	size_t nl = strlen(name);
+	if (nl > 1 && name[nl - 1] == '.')
 		nl--;
-	int n = snprintf(buf, len, "%s:%s:%.*s", ns, type, (int)nl, q->name);
-	if (n < 0 || (size_t)n >= len)
-		return -1;
-	ascii_lower_str(buf + strlen(ns) + 1 + strlen(type) + 1);
-	return 0;
+	size_t len = strlen(ns) + strlen(tname) + nl + 3;
+	char *k = malloc(len);
+	if (!k)
+		return NULL;
+	snprintf(k, len, "%s:%s:%.*s", ns, tname, (int)nl, name);
+	ascii_lower_str(k + strlen(ns) + 1 + strlen(tname) + 1);
+	return k;
 }
 
 /* The store answers go to: a Redis store, when the cache is on. */
@@ -759,21 +762,23 @@ static void cache_put(struct moat_dns_query *q, const struct raw_answer *raw)
 	struct moat_resolver *r = q->r;
 	struct moat_store *s = cache_store(r);
 	long long now = (long long)time(NULL);	/* one reading for both */
-	char key[320];
 	size_t len;
-	if (!cacheable(raw) || cache_key(r, q, key, sizeof(key)) < 0)
+	if (!cacheable(raw) || !q->key)
 		return;
 	char *v = encode(raw, now + raw->ttl, &len);
-	if (v)
-		hot_put(r, key, v, len, now + raw->ttl);
-	free(v);
-	if (!s)
+	if (!v)
 		return;
-	long ttl = raw->ttl < r->shared_cache_max_ttl ? raw->ttl : r->shared_cache_max_ttl;
-	if (!(v = encode(raw, now + ttl, &len)))
-		return;
-	if (moat_store_set(s, key, v, len, ttl, NULL, NULL))
-		r->stats.cache_stores++;
+	hot_put(r, q->key, v, len, now + raw->ttl);
+	if (s) {
+		/* the same value unless the shared copy's life is capped */
+		long ttl = raw->ttl < r->shared_cache_max_ttl ? raw->ttl : r->shared_cache_max_ttl;
+		if (ttl != raw->ttl) {
+			free(v);
+			v = encode(raw, now + ttl, &len);
+		}
+		if (v && moat_store_set(s, q->key, v, len, ttl, NULL, NULL))
+			r->stats.cache_stores++;
+	}
 	free(v);
 }
 
@@ -868,11 +873,8 @@ static int deliver_encoded(struct moat_dns_query *q, const char *value, size_t l
 	raw.n = (size_t)n;
 	raw.rd = rd;
 	raw.rdlen = rdlen;
-	if (shared) {
-		char key[320];
-		if (cache_key(q->r, q, key, sizeof(key)) == 0)
-			hot_put(q->r, key, value, len, c.expires);
-	}
+	if (shared && q->key)
+		hot_put(q->r, q->key, value, len, c.expires);
 	deliver(q, &raw);
 	return 0;
 }
@@ -938,7 +940,6 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 					   int type, long timeout_ms, moat_dns_cb cb, void *arg)
 {
 	struct moat_dns_query *q = calloc(1, sizeof(*q));
-	char key[320];
 	if (!q || !(q->name = strdup(name)) ||
 	    !(q->timer = evtimer_new(r->base, on_timer, q))) {
 		if (q)
@@ -959,7 +960,8 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 	r->stats.queries++;
 	long ms = timeout_ms > 0 ? timeout_ms : r->timeout * 1000;
 	q->deadline_ms = ms;
-	if (cache_key(r, q, key, sizeof(key)) == 0 && (q->hot = hot_get(r, key, &q->hotlen))) {
+	q->key = cache_key(r, name, type);
+	if (q->key && (q->hot = hot_get(r, q->key, &q->hotlen))) {
 		struct timeval now = {0, 0};
 		evtimer_add(q->timer, &now);
 		return q;
@@ -967,9 +969,9 @@ struct moat_dns_query *moat_resolver_query(struct moat_resolver *r, const char *
 	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 	evtimer_add(q->timer, &tv);
 	struct moat_store *s = cache_store(r);
-	if (s && cache_key(r, q, key, sizeof(key)) == 0) {
+	if (s && q->key) {
 		q->store = s;
-		q->sop = moat_store_get(s, key, on_cached, q);
+		q->sop = moat_store_get(s, q->key, on_cached, q);
 		if (q->sop)
 			return q;
 	}
